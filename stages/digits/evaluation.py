@@ -1,0 +1,105 @@
+"""Test-set metrics and the pictures people look at. Pure NumPy/pandas/matplotlib: no TensorFlow."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # render to files; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from digits.files import atomic_path  # noqa: E402
+from digits.idx import N_CLASSES  # noqa: E402
+
+METRIC_DIGITS = 6  # rounding keeps metrics.json readable; 1e-6 is far below one test image (1e-4)
+
+
+def confusion_counts(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """Return int64 (10, 10) counts: row = actual digit, column = predicted digit."""
+    counts = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
+    np.add.at(counts, (np.asarray(actual, dtype=np.int64), np.asarray(predicted, dtype=np.int64)),
+              1)
+    return counts
+
+
+def cross_entropy(probabilities: np.ndarray, actual: np.ndarray) -> float:
+    """Mean negative log-probability of the true class; probabilities (n, 10), actual (n,)."""
+    true_class = probabilities[np.arange(len(actual)), actual].astype(np.float64)
+    return float(-np.mean(np.log(np.clip(true_class, 1e-12, 1.0))))
+
+
+def test_metrics(probabilities: np.ndarray, actual: np.ndarray) -> dict:
+    """Return {"accuracy", "loss", "errors", "per_class_accuracy": {"0": ..}} for the test set."""
+    predicted = probabilities.argmax(axis=1)
+    counts = confusion_counts(actual, predicted)
+    per_class = np.diag(counts) / np.maximum(counts.sum(axis=1), 1)
+    return {
+        "accuracy": round(float(np.mean(predicted == actual)), METRIC_DIGITS),
+        "loss": round(cross_entropy(probabilities, actual), METRIC_DIGITS),
+        "errors": int(np.sum(predicted != actual)),
+        "per_class_accuracy": {str(d): round(float(a), METRIC_DIGITS)
+                               for d, a in enumerate(per_class)},
+    }
+
+
+def confusion_table(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+    """One row per test image with columns actual, predicted (the form `dvc plots` reads)."""
+    return pd.DataFrame({"actual": np.asarray(actual, dtype=np.int64),
+                         "predicted": np.asarray(predicted, dtype=np.int64)})
+
+
+def plot_confusion_matrix(counts: np.ndarray) -> plt.Figure:
+    """Heat map of ``counts`` with the count written in every non-empty cell."""
+    figure, axes = plt.subplots(figsize=(7, 6))
+    shown = np.log1p(counts)  # log so that the few errors are visible beside ~1000 hits
+    axes.imshow(shown, cmap="Blues")
+    for (row, column), count in np.ndenumerate(counts):
+        if count:
+            dark = shown[row, column] > shown.max() / 2
+            axes.text(column, row, str(count), ha="center", va="center", fontsize=8,
+                      color="white" if dark else "black")
+    axes.set(xticks=range(N_CLASSES), yticks=range(N_CLASSES), xlabel="predicted digit",
+             ylabel="actual digit",
+             title=f"Test confusion matrix ({counts.trace()} of {counts.sum()} correct)")
+    figure.tight_layout()
+    return figure
+
+
+def plot_learning_curves(history: pd.DataFrame) -> plt.Figure:
+    """Loss and accuracy per epoch, train vs validation, from the CSVLogger table."""
+    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    epochs = history["epoch"] + 1
+    for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+        axes.plot(epochs, history[metric], marker="o", label="train")
+        axes.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        axes.set(xlabel="epoch", ylabel=metric, title=metric)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def plot_misclassified(images: np.ndarray, actual: np.ndarray, predicted: np.ndarray,
+                       limit: int) -> plt.Figure:
+    """Grid of the first ``limit`` misclassified images (n, 28, 28), titled actual -> predicted."""
+    wrong = np.flatnonzero(actual != predicted)[:limit]
+    columns = max(1, min(10, len(wrong)))
+    rows = max(1, -(-len(wrong) // columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(1.2 * columns, 1.4 * rows), squeeze=False)
+    for axes in grid.flat:
+        axes.axis("off")
+    for axes, index in zip(grid.flat, wrong):
+        axes.imshow(images[index], cmap="gray_r", vmin=0, vmax=1)
+        axes.set_title(f"{actual[index]}→{predicted[index]}", fontsize=9)
+    figure.suptitle(f"Misclassified test digits (actual→predicted), {len(wrong)} shown", y=1.0)
+    figure.tight_layout()
+    return figure
+
+
+def save_figure(figure: plt.Figure, path: Path) -> None:
+    """Write ``figure`` as PNG atomically and release it."""
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(figure)

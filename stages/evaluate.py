@@ -1,0 +1,68 @@
+"""Stage evaluate: score the model on the 10,000 test images; write metrics, plot data, PNGs.
+
+    python stages/evaluate.py --data-dir data/prepared --model data/model.keras \
+        --history plots/training.csv --metrics metrics/metrics.json \
+        --confusion plots/confusion.csv --images-dir plots/images
+"""
+
+import argparse
+import io
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from digits.cli import run_stage
+from digits.data import load_split
+from digits.evaluation import (confusion_counts, confusion_table, plot_confusion_matrix,
+                               plot_learning_curves, plot_misclassified, save_figure, test_metrics)
+from digits.files import atomic_path, read_input_bytes, write_text_atomic
+from digits.params import load_params
+
+log = logging.getLogger("evaluate")
+
+PREDICT_BATCH = 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--history", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--confusion", type=Path, required=True)
+    parser.add_argument("--images-dir", type=Path, required=True)
+    args = parser.parse_args()
+
+    params = load_params(args.params).evaluate
+    x_test, y_test = load_split(args.data_dir, "test")
+    history = pd.read_csv(io.BytesIO(read_input_bytes(args.history, "train")))
+
+    from digits.model import load_model
+
+    model = load_model(args.model)
+    probabilities = model.predict(x_test, batch_size=PREDICT_BATCH, verbose=0)
+    predicted = probabilities.argmax(axis=1)
+    metrics = test_metrics(probabilities, y_test)
+    log.info("test accuracy %.4f, loss %.4f, %d errors of %d", metrics["accuracy"],
+             metrics["loss"], metrics["errors"], len(y_test))
+
+    write_text_atomic(args.metrics, json.dumps(metrics, indent=2) + "\n")
+    with atomic_path(args.confusion, suffix=".csv") as tmp:
+        confusion_table(y_test, predicted).to_csv(tmp, index=False)
+    figures = {
+        "confusion_matrix.png": plot_confusion_matrix(confusion_counts(y_test, predicted)),
+        "learning_curves.png": plot_learning_curves(history),
+        "misclassified.png": plot_misclassified(x_test, y_test, predicted,
+                                                params.misclassified_shown),
+    }
+    for name, figure in figures.items():
+        save_figure(figure, args.images_dir / name)
+    log.info("wrote %s, %s and %d images in %s", args.metrics, args.confusion, len(figures),
+             args.images_dir)
+
+
+if __name__ == "__main__":
+    run_stage(main)
