@@ -31,8 +31,9 @@ def main() -> None:
         if target.is_file() and md5_hex(target.read_bytes()) == file.md5:
             log.info("%s: already present, MD5 verified", target)
             continue
-        data = fetch_verified(sources, file, params.timeout_s, params.retries,
-                              progress=progress_on_terminal())
+        data = fetch_verified(
+            sources, file, params.timeout_s, params.retries, progress=progress_on_terminal()
+        )
         write_bytes_atomic(target, data)
         log.info("%s: %d bytes, MD5 %s verified", target, len(data), file.md5)
 

@@ -15,8 +15,15 @@ import pandas as pd
 
 from digits.cli import run_stage
 from digits.data import load_split
-from digits.evaluation import (confusion_counts, confusion_table, plot_confusion_matrix,
-                               plot_learning_curves, plot_misclassified, save_figure, test_metrics)
+from digits.evaluation import (
+    confusion_counts,
+    confusion_table,
+    plot_confusion_matrix,
+    plot_learning_curves,
+    plot_misclassified,
+    save_figure,
+    test_metrics,
+)
 from digits.files import atomic_path, read_input_bytes, write_text_atomic
 from digits.params import load_params
 
@@ -46,8 +53,13 @@ def main() -> None:
     probabilities = model.predict(x_test, batch_size=PREDICT_BATCH, verbose=0)
     predicted = probabilities.argmax(axis=1)
     metrics = test_metrics(probabilities, y_test)
-    log.info("test accuracy %.4f, loss %.4f, %d errors of %d", metrics["accuracy"],
-             metrics["loss"], metrics["errors"], len(y_test))
+    log.info(
+        "test accuracy %.4f, loss %.4f, %d errors of %d",
+        metrics["accuracy"],
+        metrics["loss"],
+        metrics["errors"],
+        len(y_test),
+    )
 
     write_text_atomic(args.metrics, json.dumps(metrics, indent=2) + "\n")
     with atomic_path(args.confusion, suffix=".csv") as tmp:
@@ -55,13 +67,19 @@ def main() -> None:
     figures = {
         "confusion_matrix.png": plot_confusion_matrix(confusion_counts(y_test, predicted)),
         "learning_curves.png": plot_learning_curves(history),
-        "misclassified.png": plot_misclassified(x_test, y_test, predicted,
-                                                params.misclassified_shown),
+        "misclassified.png": plot_misclassified(
+            x_test, y_test, predicted, params.misclassified_shown
+        ),
     }
     for name, figure in figures.items():
         save_figure(figure, args.images_dir / name)
-    log.info("wrote %s, %s and %d images in %s", args.metrics, args.confusion, len(figures),
-             args.images_dir)
+    log.info(
+        "wrote %s, %s and %d images in %s",
+        args.metrics,
+        args.confusion,
+        len(figures),
+        args.images_dir,
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Stage preprocess: parse the IDX files, scale pixels to [0, 1], hold out a validation split.
 
-    python stages/preprocess.py --raw-dir data/raw --out-dir data/prepared
+python stages/preprocess.py --raw-dir data/raw --out-dir data/prepared
 """
 
 import argparse
@@ -20,8 +20,9 @@ def read_mnist(raw_dir: Path, download: DownloadParams, kind: str):
     """Return (images uint8 (n, 28, 28), labels uint8 (n,)) for kind "train" or "test"."""
     images_path = raw_dir / download.files[f"{kind}_images"].stored_name
     labels_path = raw_dir / download.files[f"{kind}_labels"].stored_name
-    images = parse_idx_images(read_input_bytes(images_path, "download"), str(images_path),
-                              image_shape=IMAGE_SHAPE)
+    images = parse_idx_images(
+        read_input_bytes(images_path, "download"), str(images_path), image_shape=IMAGE_SHAPE
+    )
     labels = parse_idx_labels(read_input_bytes(labels_path, "download"), str(labels_path))
     check_same_count(images, labels, str(images_path), str(labels_path))
     return images, labels
@@ -40,7 +41,8 @@ def main() -> None:
     test_images, test_labels = read_mnist(args.raw_dir, all_params.download, "test")
 
     train_index, validation_index = split_train_validation(
-        len(train_images), params.validation_fraction, params.seed)
+        len(train_images), params.validation_fraction, params.seed
+    )
     splits = {
         "train": (train_images[train_index], train_labels[train_index]),
         "validation": (train_images[validation_index], train_labels[validation_index]),

@@ -31,23 +31,41 @@ def main() -> None:
 
     import keras
 
-    from digits.model import (build_model, make_deterministic, save_model, steps_per_epoch,
-                              train_model)
+    from digits.model import (
+        build_model,
+        make_deterministic,
+        save_model,
+        steps_per_epoch,
+        train_model,
+    )
 
     make_deterministic(params.seed)
     model = build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
-    log.info("model %s: %d parameters; %d training, %d validation images",
-             "-".join(map(str, params.hidden_units)), model.count_params(), len(train[0]),
-             len(validation[0]))
+    log.info(
+        "model %s: %d parameters; %d training, %d validation images",
+        "-".join(map(str, params.hidden_units)),
+        model.count_params(),
+        len(train[0]),
+        len(validation[0]),
+    )
 
     started = time.perf_counter()
     with atomic_path(args.history, suffix=".csv") as history_tmp:
-        train_model(model, train, validation, params,
-                    callbacks=[keras.callbacks.CSVLogger(str(history_tmp))],
-                    verbose=1 if progress_on_terminal() else 2)
+        train_model(
+            model,
+            train,
+            validation,
+            params,
+            callbacks=[keras.callbacks.CSVLogger(str(history_tmp))],
+            verbose=1 if progress_on_terminal() else 2,
+        )
     elapsed = time.perf_counter() - started
-    log.info("trained %d epochs in %.1f s (%.2f s/epoch)", params.epochs, elapsed,
-             elapsed / params.epochs)
+    log.info(
+        "trained %d epochs in %.1f s (%.2f s/epoch)",
+        params.epochs,
+        elapsed,
+        elapsed / params.epochs,
+    )
     save_model(model, args.model)
     log.info("wrote %s and %s", args.model, args.history)
 

@@ -25,13 +25,16 @@ def scale_pixels(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / np.float32(255)
 
 
-def split_train_validation(n_examples: int, validation_fraction: float,
-                           seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_train_validation(
+    n_examples: int, validation_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Return (train_indices, validation_indices): a seeded random partition of range(n)."""
     n_validation = round(n_examples * validation_fraction)
     if not 0 < n_validation < n_examples:
-        raise ValueError(f"validation_fraction {validation_fraction} of {n_examples} examples "
-                         "leaves an empty split")
+        raise ValueError(
+            f"validation_fraction {validation_fraction} of {n_examples} examples "
+            "leaves an empty split"
+        )
     order = np.random.default_rng(seed).permutation(n_examples)
     return np.sort(order[n_validation:]), np.sort(order[:n_validation])
 
@@ -45,12 +48,14 @@ def save_split(directory: Path, split: str, x: np.ndarray, y: np.ndarray) -> Non
 
 
 def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read one split written by ``save_split``; errors name the file and the stage that makes it."""
+    """Read a split written by ``save_split``; errors name the file and the stage that makes it."""
     x = _load_array(Path(directory) / f"x_{split}.npy", np.float32, ndim=3)
     y = _load_array(Path(directory) / f"y_{split}.npy", np.uint8, ndim=1)
     if len(x) != len(y):
-        raise ArraysError(f"{directory}: x_{split}.npy has {len(x)} images but y_{split}.npy has "
-                          f"{len(y)} labels; {rerun_hint('preprocess')}")
+        raise ArraysError(
+            f"{directory}: x_{split}.npy has {len(x)} images but y_{split}.npy has "
+            f"{len(y)} labels; {rerun_hint('preprocess')}"
+        )
     return x, y
 
 
@@ -63,6 +68,8 @@ def _load_array(path: Path, dtype: type, ndim: int) -> np.ndarray:
     except (ValueError, OSError, EOFError) as error:
         raise ArraysError(f"{path}: not a readable .npy array ({error}); {rerun}") from None
     if array.dtype != dtype or array.ndim != ndim:
-        raise ArraysError(f"{path}: expected {np.dtype(dtype).name} with {ndim} dimensions, "
-                          f"got {array.dtype} {array.shape}; {rerun}")
+        raise ArraysError(
+            f"{path}: expected {np.dtype(dtype).name} with {ndim} dimensions, "
+            f"got {array.dtype} {array.shape}; {rerun}"
+        )
     return array

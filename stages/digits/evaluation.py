@@ -1,4 +1,4 @@
-"""Test-set metrics and the pictures people look at. Pure NumPy/pandas/matplotlib: no TensorFlow."""
+"""Test-set metrics and the pictures people look at: NumPy, pandas, matplotlib, no TensorFlow."""
 
 from pathlib import Path
 
@@ -19,8 +19,9 @@ METRIC_DIGITS = 6  # rounding keeps metrics.json readable; 1e-6 is far below one
 def confusion_counts(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     """Return int64 (10, 10) counts: row = actual digit, column = predicted digit."""
     counts = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
-    np.add.at(counts, (np.asarray(actual, dtype=np.int64), np.asarray(predicted, dtype=np.int64)),
-              1)
+    np.add.at(
+        counts, (np.asarray(actual, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1
+    )
     return counts
 
 
@@ -39,15 +40,20 @@ def test_metrics(probabilities: np.ndarray, actual: np.ndarray) -> dict:
         "accuracy": round(float(np.mean(predicted == actual)), METRIC_DIGITS),
         "loss": round(cross_entropy(probabilities, actual), METRIC_DIGITS),
         "errors": int(np.sum(predicted != actual)),
-        "per_class_accuracy": {str(d): round(float(a), METRIC_DIGITS)
-                               for d, a in enumerate(per_class)},
+        "per_class_accuracy": {
+            str(d): round(float(a), METRIC_DIGITS) for d, a in enumerate(per_class)
+        },
     }
 
 
 def confusion_table(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
     """One row per test image with columns actual, predicted (the form `dvc plots` reads)."""
-    return pd.DataFrame({"actual": np.asarray(actual, dtype=np.int64),
-                         "predicted": np.asarray(predicted, dtype=np.int64)})
+    return pd.DataFrame(
+        {
+            "actual": np.asarray(actual, dtype=np.int64),
+            "predicted": np.asarray(predicted, dtype=np.int64),
+        }
+    )
 
 
 def plot_confusion_matrix(counts: np.ndarray) -> plt.Figure:
@@ -58,11 +64,22 @@ def plot_confusion_matrix(counts: np.ndarray) -> plt.Figure:
     for (row, column), count in np.ndenumerate(counts):
         if count:
             dark = shown[row, column] > shown.max() / 2
-            axes.text(column, row, str(count), ha="center", va="center", fontsize=8,
-                      color="white" if dark else "black")
-    axes.set(xticks=range(N_CLASSES), yticks=range(N_CLASSES), xlabel="predicted digit",
-             ylabel="actual digit",
-             title=f"Test confusion matrix ({counts.trace()} of {counts.sum()} correct)")
+            axes.text(
+                column,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if dark else "black",
+            )
+    axes.set(
+        xticks=range(N_CLASSES),
+        yticks=range(N_CLASSES),
+        xlabel="predicted digit",
+        ylabel="actual digit",
+        title=f"Test confusion matrix ({counts.trace()} of {counts.sum()} correct)",
+    )
     figure.tight_layout()
     return figure
 
@@ -81,8 +98,9 @@ def plot_learning_curves(history: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-def plot_misclassified(images: np.ndarray, actual: np.ndarray, predicted: np.ndarray,
-                       limit: int) -> plt.Figure:
+def plot_misclassified(
+    images: np.ndarray, actual: np.ndarray, predicted: np.ndarray, limit: int
+) -> plt.Figure:
     """Grid of the first ``limit`` misclassified images (n, 28, 28), titled actual -> predicted."""
     wrong = np.flatnonzero(actual != predicted)[:limit]
     columns = max(1, min(10, len(wrong)))
@@ -90,7 +108,7 @@ def plot_misclassified(images: np.ndarray, actual: np.ndarray, predicted: np.nda
     figure, grid = plt.subplots(rows, columns, figsize=(1.2 * columns, 1.4 * rows), squeeze=False)
     for axes in grid.flat:
         axes.axis("off")
-    for axes, index in zip(grid.flat, wrong):
+    for axes, index in zip(grid.flat, wrong, strict=False):
         axes.imshow(images[index], cmap="gray_r", vmin=0, vmax=1)
         axes.set_title(f"{actual[index]}→{predicted[index]}", fontsize=9)
     figure.suptitle(f"Misclassified test digits (actual→predicted), {len(wrong)} shown", y=1.0)

@@ -31,7 +31,7 @@ class DownloadError(DigitsError):
     """No source delivered a file with the expected checksum."""
 
 
-class SourceFailure(Exception):
+class SourceError(Exception):
     """One source failed for one file; ``transient`` failures are worth retrying."""
 
     def __init__(self, reason: str, transient: bool = False):
@@ -49,8 +49,10 @@ def candidate_sources(env_mirror: str | None, mirrors: Sequence[str]) -> list[st
         except ParamsError as error:
             raise DownloadError(str(error)) from None
     elif not Path(env_mirror).is_dir():
-        raise DownloadError(f"MNIST_MIRROR={env_mirror!r} is neither an existing directory nor "
-                            "an http(s) URL; unset it to use the mirrors in params.yaml")
+        raise DownloadError(
+            f"MNIST_MIRROR={env_mirror!r} is neither an existing directory nor "
+            "an http(s) URL; unset it to use the mirrors in params.yaml"
+        )
     return [env_mirror, *mirrors]
 
 
@@ -59,20 +61,26 @@ def md5_hex(data: bytes) -> str:
 
 
 def gunzip_verified(raw: bytes, expected_md5: str, where: str) -> bytes:
-    """Decompress gzip ``raw`` and check the MD5 of the result; raise ``SourceFailure`` if not."""
+    """Decompress gzip ``raw`` and check the MD5 of the result; raise ``SourceError`` if not."""
     try:
         data = gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as error:
-        raise SourceFailure(f"{where}: not a complete gzip file ({error})") from None
+        raise SourceError(f"{where}: not a complete gzip file ({error})") from None
     actual = md5_hex(data)
     if actual != expected_md5:
-        raise SourceFailure(f"{where}: MD5 of decompressed data is {actual}, "
-                            f"expected {expected_md5}")
+        raise SourceError(
+            f"{where}: MD5 of decompressed data is {actual}, expected {expected_md5}"
+        )
     return data
 
 
-def fetch_verified(sources: Sequence[str], file: SourceFile, timeout_s: float, retries: int,
-                   progress: bool = False) -> bytes:
+def fetch_verified(
+    sources: Sequence[str],
+    file: SourceFile,
+    timeout_s: float,
+    retries: int,
+    progress: bool = False,
+) -> bytes:
     """Return the decompressed, checksum-verified bytes of ``file`` from the first good source.
 
     Raises ``DownloadError`` listing every source and why it failed.
@@ -84,7 +92,7 @@ def fetch_verified(sources: Sequence[str], file: SourceFile, timeout_s: float, r
             try:
                 raw = _read_source(where, timeout_s, progress)
                 return gunzip_verified(raw, file.md5, where)
-            except SourceFailure as failure:
+            except SourceError as failure:
                 last = failure
                 if not failure.transient or attempt == retries:
                     break
@@ -107,18 +115,23 @@ def _read_source(where: str, timeout_s: float, progress: bool) -> bytes:
         try:
             return Path(where).read_bytes()
         except OSError as error:
-            raise SourceFailure(f"{where}: {error.strerror or error}") from None
+            raise SourceError(f"{where}: {error.strerror or error}") from None
     try:
         with urllib.request.urlopen(where, timeout=timeout_s) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             return _read_body(response, total, where, progress)
     except urllib.error.HTTPError as error:
-        raise SourceFailure(f"{where}: HTTP {error.code} {error.reason}",
-                            transient=error.code >= 500) from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError,
-            http.client.HTTPException) as error:
+        raise SourceError(
+            f"{where}: HTTP {error.code} {error.reason}", transient=error.code >= 500
+        ) from None
+    except (
+        urllib.error.URLError,
+        TimeoutError,
+        ConnectionError,
+        http.client.HTTPException,
+    ) as error:
         reason = getattr(error, "reason", None) or error
-        raise SourceFailure(f"{where}: {reason}", transient=True) from None
+        raise SourceError(f"{where}: {reason}", transient=True) from None
 
 
 def _read_body(response, total: int | None, where: str, progress: bool) -> bytes:
@@ -134,8 +147,9 @@ def _read_body(response, total: int | None, where: str, progress: bool) -> bytes
             bar.close()
     data = b"".join(chunks)
     if total is not None and len(data) != total:
-        raise SourceFailure(f"{where}: connection closed after {len(data)} of {total} bytes",
-                            transient=True)
+        raise SourceError(
+            f"{where}: connection closed after {len(data)} of {total} bytes", transient=True
+        )
     return data
 
 

@@ -23,8 +23,10 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
         raise IdxError(f"{source}: {len(data)} bytes is too short for an IDX header")
     zero1, zero2, type_code, n_dims = data[:4]
     if zero1 != 0 or zero2 != 0:
-        raise IdxError(f"{source}: bad IDX magic number {data[:4].hex()} "
-                       "(expected 0000 then type and dimension count)")
+        raise IdxError(
+            f"{source}: bad IDX magic number {data[:4].hex()} "
+            "(expected 0000 then type and dimension count)"
+        )
     if type_code != UNSIGNED_BYTE:
         raise IdxError(f"{source}: IDX type code 0x{type_code:02x}, expected 0x08 (unsigned byte)")
     if n_dims == 0:
@@ -35,21 +37,28 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=n_dims, offset=4))
     expected_size = header_size + int(np.prod(shape, dtype=np.int64))
     if len(data) != expected_size:
-        raise IdxError(f"{source}: header says shape {shape} ({expected_size} bytes in all) "
-                       f"but the file has {len(data)} bytes")
+        raise IdxError(
+            f"{source}: header says shape {shape} ({expected_size} bytes in all) "
+            f"but the file has {len(data)} bytes"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
-def parse_idx_images(data: bytes, source: str = "<bytes>",
-                     image_shape: tuple[int, int] | None = None) -> np.ndarray:
+def parse_idx_images(
+    data: bytes, source: str = "<bytes>", image_shape: tuple[int, int] | None = None
+) -> np.ndarray:
     """Return images as uint8 (n, rows, cols) from IDX ``data``, each ``image_shape`` if given."""
     images = parse_idx(data, source)
     if images.ndim != 3:
-        raise IdxError(f"{source}: expected 3 dimensions (count, rows, columns) for images, "
-                       f"got shape {images.shape}")
+        raise IdxError(
+            f"{source}: expected 3 dimensions (count, rows, columns) for images, "
+            f"got shape {images.shape}"
+        )
     if image_shape is not None and images.shape[1:] != tuple(image_shape):
-        raise IdxError(f"{source}: images are {images.shape[1]}x{images.shape[2]}, expected "
-                       f"{image_shape[0]}x{image_shape[1]}")
+        raise IdxError(
+            f"{source}: images are {images.shape[1]}x{images.shape[2]}, expected "
+            f"{image_shape[0]}x{image_shape[1]}"
+        )
     return images
 
 
@@ -64,12 +73,15 @@ def parse_idx_labels(data: bytes, source: str = "<bytes>") -> np.ndarray:
     return labels
 
 
-def check_same_count(images: np.ndarray, labels: np.ndarray, images_source: str,
-                     labels_source: str) -> None:
+def check_same_count(
+    images: np.ndarray, labels: np.ndarray, images_source: str, labels_source: str
+) -> None:
     """Raise unless there is exactly one label per image."""
     if len(images) != len(labels):
-        raise IdxError(f"{images_source} has {len(images)} images but {labels_source} has "
-                       f"{len(labels)} labels")
+        raise IdxError(
+            f"{images_source} has {len(images)} images but {labels_source} has "
+            f"{len(labels)} labels"
+        )
 
 
 def encode_idx(array: np.ndarray) -> bytes:

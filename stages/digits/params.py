@@ -111,8 +111,12 @@ def _parse_download(section: "_Section") -> DownloadParams:
     for name in MNIST_FILES:
         entry = files_section.section(name)
         files[name] = SourceFile(
-            name=entry.get("name", str, check=lambda v: v != "" and "/" not in v,
-                           expected="a file name without '/'"),
+            name=entry.get(
+                "name",
+                str,
+                check=lambda v: v != "" and "/" not in v,
+                expected="a file name without '/'",
+            ),
             md5=entry.get("md5", str, check=_is_md5, expected="32 lowercase hex digits"),
         )
         entry.reject_unknown()
@@ -129,8 +133,9 @@ def _parse_download(section: "_Section") -> DownloadParams:
 
 def _parse_preprocess(section: "_Section") -> PreprocessParams:
     params = PreprocessParams(
-        validation_fraction=section.get("validation_fraction", float,
-                                        check=lambda v: 0 < v < 1, expected="between 0 and 1"),
+        validation_fraction=section.get(
+            "validation_fraction", float, check=lambda v: 0 < v < 1, expected="between 0 and 1"
+        ),
         seed=section.get("seed", int, check=lambda v: v >= 0, expected=">= 0"),
     )
     section.reject_unknown()
@@ -138,8 +143,12 @@ def _parse_preprocess(section: "_Section") -> PreprocessParams:
 
 
 def _parse_train(section: "_Section") -> TrainParams:
-    hidden_units = section.get("hidden_units", list, check=lambda v: len(v) > 0,
-                               expected="a non-empty list of layer widths")
+    hidden_units = section.get(
+        "hidden_units",
+        list,
+        check=lambda v: len(v) > 0,
+        expected="a non-empty list of layer widths",
+    )
     for index, width in enumerate(hidden_units):
         if type(width) is not int or width < 1:
             raise section.error(f"hidden_units[{index}]", "a positive integer", width)
@@ -148,14 +157,20 @@ def _parse_train(section: "_Section") -> TrainParams:
         seed=section.get("seed", int, check=lambda v: v >= 0, expected=">= 0"),
         hidden_units=tuple(hidden_units),
         dropout=dropout,
-        learning_rate=section.get("learning_rate", float, check=lambda v: 0 < v <= 1,
-                                  expected="between 0 and 1"),
-        lr_schedule=section.get("lr_schedule", str, check=lambda v: v in LR_SCHEDULES,
-                                expected=f"one of {', '.join(LR_SCHEDULES)}"),
+        learning_rate=section.get(
+            "learning_rate", float, check=lambda v: 0 < v <= 1, expected="between 0 and 1"
+        ),
+        lr_schedule=section.get(
+            "lr_schedule",
+            str,
+            check=lambda v: v in LR_SCHEDULES,
+            expected=f"one of {', '.join(LR_SCHEDULES)}",
+        ),
         batch_size=section.get("batch_size", int, check=lambda v: v >= 1, expected=">= 1"),
         epochs=section.get("epochs", int, check=lambda v: v >= 1, expected=">= 1"),
-        steps_per_execution=section.get("steps_per_execution", int, check=lambda v: v >= 1,
-                                        expected=">= 1"),
+        steps_per_execution=section.get(
+            "steps_per_execution", int, check=lambda v: v >= 1, expected=">= 1"
+        ),
         jit_compile=section.get("jit_compile", bool),
     )
     section.reject_unknown()
@@ -167,8 +182,9 @@ def _parse_dropout(section: "_Section", n_layers: int) -> tuple[float, ...]:
     value = section.get("dropout", (float, list))
     rates = value if isinstance(value, list) else [value] * n_layers
     if len(rates) != n_layers:
-        raise section.error("dropout", f"one rate or a list of {n_layers} (one per hidden layer)",
-                            value)
+        raise section.error(
+            "dropout", f"one rate or a list of {n_layers} (one per hidden layer)", value
+        )
     for index, rate in enumerate(rates):
         if not _is_number(rate) or not 0 <= rate < 1:
             raise section.error(f"dropout[{index}]", "a number in [0, 1)", rate)
@@ -177,8 +193,9 @@ def _parse_dropout(section: "_Section", n_layers: int) -> tuple[float, ...]:
 
 def _parse_evaluate(section: "_Section") -> EvaluateParams:
     params = EvaluateParams(
-        misclassified_shown=section.get("misclassified_shown", int, check=lambda v: 1 <= v <= 400,
-                                        expected="1 to 400"),
+        misclassified_shown=section.get(
+            "misclassified_shown", int, check=lambda v: 1 <= v <= 400, expected="1 to 400"
+        ),
     )
     section.reject_unknown()
     return params
@@ -194,8 +211,9 @@ def check_source_url(location: Any, key: str, source: str = "params.yaml") -> st
         return location
     if url.scheme == "http" and _is_loopback(url.hostname or ""):
         return location
-    raise ParamsError(f"{source}: {key}: expected an https:// URL (http only for localhost), "
-                      f"got {location!r}")
+    raise ParamsError(
+        f"{source}: {key}: expected an https:// URL (http only for localhost), got {location!r}"
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -261,12 +279,18 @@ class _Section:
         close = difflib.get_close_matches(name, sorted(self.read), n=1)
         hint = f"; did you mean {self.key(close[0])!r}?" if close else ""
         valid = ", ".join(sorted(self.read))
-        raise ParamsError(f"{self.source}: {self.key(name)}: unknown key{hint} "
-                          f"(valid keys here: {valid})")
+        raise ParamsError(
+            f"{self.source}: {self.key(name)}: unknown key{hint} (valid keys here: {valid})"
+        )
 
 
-_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-               list: "a list"}
+_KIND_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+}
 
 
 def _is_kind(value: Any, kind: type) -> bool:
