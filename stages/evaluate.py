@@ -18,11 +18,11 @@ from digits.data import load_split
 from digits.evaluation import (
     confusion_counts,
     confusion_table,
+    metrics_on_test_set,
     plot_confusion_matrix,
     plot_learning_curves,
     plot_misclassified,
     save_figure,
-    test_metrics,
 )
 from digits.files import atomic_path, read_input_bytes, write_text_atomic
 from digits.params import load_params
@@ -52,7 +52,7 @@ def main() -> None:
     model = load_model(args.model)
     probabilities = model.predict(x_test, batch_size=PREDICT_BATCH, verbose=0)
     predicted = probabilities.argmax(axis=1)
-    metrics = test_metrics(probabilities, y_test)
+    metrics = metrics_on_test_set(probabilities, y_test)
     log.info(
         "test accuracy %.4f, loss %.4f, %d errors of %d",
         metrics["accuracy"],

@@ -31,7 +31,7 @@ def cross_entropy(probabilities: np.ndarray, actual: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(true_class, 1e-12, 1.0))))
 
 
-def test_metrics(probabilities: np.ndarray, actual: np.ndarray) -> dict:
+def metrics_on_test_set(probabilities: np.ndarray, actual: np.ndarray) -> dict:
     """Return {"accuracy", "loss", "errors", "per_class_accuracy": {"0": ..}} for the test set."""
     predicted = probabilities.argmax(axis=1)
     counts = confusion_counts(actual, predicted)

@@ -1,0 +1,120 @@
+"""Shared fixtures: tiny MNIST-like IDX files built here, never downloaded."""
+
+import copy
+import gzip
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from digits.idx import encode_idx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FILE_NAMES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+def tiny_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return n uint8 (28, 28) images whose label is readable from them: a bright bar in the
+    row band of the digit, so a tiny model can learn it in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    images = rng.integers(0, 40, size=(n, 28, 28)).astype(np.uint8)
+    for image, label in zip(images, labels, strict=True):
+        image[2 + 2 * label : 4 + 2 * label, 4:24] = 255
+    return images, labels
+
+
+def tiny_mnist_files(n_train: int = 200, n_test: int = 50) -> dict[str, bytes]:
+    """The four MNIST files' decompressed IDX bytes, keyed like params.yaml download.files."""
+    train_images, train_labels = tiny_digits(n_train, seed=1)
+    test_images, test_labels = tiny_digits(n_test, seed=2)
+    arrays = {
+        "train_images": train_images,
+        "train_labels": train_labels,
+        "test_images": test_images,
+        "test_labels": test_labels,
+    }
+    return {key: encode_idx(array) for key, array in arrays.items()}
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def write_mirror(directory: Path, files: dict[str, bytes]) -> Path:
+    """Write ``files`` gzipped under their MNIST names in ``directory``; return it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for key, data in files.items():
+        (directory / FILE_NAMES[key]).write_bytes(gzip.compress(data, mtime=0))
+    return directory
+
+
+def load_project_params() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+
+def tiny_params(files: dict[str, bytes]) -> dict:
+    """The project's params with the tiny files' MD5s and a model that trains in seconds."""
+    params = copy.deepcopy(load_project_params())
+    for key, data in files.items():
+        params["download"]["files"][key]["md5"] = md5_hex(data)
+    params["download"]["mirrors"] = []
+    params["train"].update(hidden_units=[16], dropout=0.0, epochs=2, batch_size=32)
+    params["evaluate"]["misclassified_shown"] = 10
+    return params
+
+
+@pytest.fixture
+def tiny_files() -> dict[str, bytes]:
+    return tiny_mnist_files()
+
+
+@pytest.fixture
+def tiny_mirror(tmp_path: Path, tiny_files: dict[str, bytes]) -> Path:
+    return write_mirror(tmp_path / "mirror", tiny_files)
+
+
+def copy_project(destination: Path) -> Path:
+    """Copy the files git tracks (plus uncommitted edits) into ``destination``, as a new git
+    repository, so DVC can run there without touching this checkout."""
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, listed):
+        source = PROJECT_ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=destination, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=destination, check=True)
+    return destination
+
+
+def venv_env(**extra: str) -> dict:
+    """Environment in which ``python`` and ``dvc`` are this interpreter's (dvc.yaml runs
+    ``python stages/...``)."""
+    env = {k: v for k, v in os.environ.items() if k != "MNIST_MIRROR"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env

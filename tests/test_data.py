@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from digits.data import ArraysError, load_split, save_split, scale_pixels, split_train_validation
+
+
+def test_scale_pixels_maps_0_255_to_0_1_float32():
+    scaled = scale_pixels(np.array([[0, 51, 255]], dtype=np.uint8))
+    assert scaled.dtype == np.float32
+    assert scaled.tolist() == [[0.0, pytest.approx(0.2), 1.0]]
+
+
+def test_scale_pixels_refuses_anything_but_uint8():
+    with pytest.raises(ValueError, match="expected uint8"):
+        scale_pixels(np.array([0.5]))
+
+
+def test_split_is_a_seeded_partition():
+    train, validation = split_train_validation(100, 0.1, seed=7)
+    assert len(validation) == 10
+    assert sorted(np.concatenate([train, validation]).tolist()) == list(range(100))
+    again = split_train_validation(100, 0.1, seed=7)
+    assert np.array_equal(again[1], validation)
+    assert not np.array_equal(split_train_validation(100, 0.1, seed=8)[1], validation)
+
+
+def test_split_refuses_an_empty_side():
+    with pytest.raises(ValueError, match="leaves an empty split"):
+        split_train_validation(5, 0.01, seed=0)
+
+
+def test_save_then_load_round_trips(tmp_path):
+    x = np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)
+    y = np.array([1, 2, 3], dtype=np.uint8)
+    save_split(tmp_path, "test", x, y)
+    loaded_x, loaded_y = load_split(tmp_path, "test")
+    assert np.array_equal(loaded_x, x) and np.array_equal(loaded_y, y)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_test.npy", "y_test.npy"]
+
+
+def test_saved_bytes_are_deterministic(tmp_path):
+    x = np.zeros((2, 28, 28), np.float32)
+    y = np.zeros(2, np.uint8)
+    save_split(tmp_path / "a", "train", x, y)
+    save_split(tmp_path / "b", "train", x, y)
+    for name in ("x_train.npy", "y_train.npy"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_missing_split_names_file_and_producing_stage(tmp_path):
+    with pytest.raises(ArraysError, match=r"x_train.npy: missing; .*dvc repro preprocess"):
+        load_split(tmp_path, "train")
+
+
+def test_corrupt_split_is_reported(tmp_path):
+    save_split(tmp_path, "test", np.zeros((2, 28, 28), np.float32), np.zeros(2, np.uint8))
+    (tmp_path / "x_test.npy").write_bytes(b"not numpy")
+    with pytest.raises(ArraysError, match="x_test.npy: not a readable .npy array"):
+        load_split(tmp_path, "test")
+
+
+def test_pickled_object_arrays_are_refused(tmp_path):
+    np.save(tmp_path / "x_test.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "y_test.npy", np.zeros(1, np.uint8))
+    with pytest.raises(ArraysError, match="x_test.npy: not a readable"):
+        load_split(tmp_path, "test")
+
+
+def test_wrong_dtype_is_reported(tmp_path):
+    save_split(tmp_path, "test", np.zeros((2, 28, 28), np.float64), np.zeros(2, np.uint8))
+    with pytest.raises(ArraysError, match="expected float32 with 3 dimensions, got float64"):
+        load_split(tmp_path, "test")
+
+
+def test_count_mismatch_is_reported(tmp_path):
+    save_split(tmp_path, "test", np.zeros((2, 28, 28), np.float32), np.zeros(3, np.uint8))
+    with pytest.raises(ArraysError, match="has 2 images but y_test.npy has 3 labels"):
+        load_split(tmp_path, "test")

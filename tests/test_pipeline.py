@@ -1,0 +1,139 @@
+"""The pipeline through real `dvc repro`, in a copy of the project: tiny synthetic data (fast),
+then the real MNIST from $MNIST_MIRROR (slow)."""
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import (
+    PROJECT_ROOT,
+    copy_project,
+    tiny_mnist_files,
+    tiny_params,
+    venv_env,
+    write_mirror,
+)
+
+STAGES = ("download", "preprocess", "train", "evaluate")
+
+
+def dvc(project: Path, *args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["dvc", *args], cwd=project, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def set_param(project: Path, section: str, key: str, value) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params[section][key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory) -> tuple[Path, dict]:
+    """A copy of the project on tiny data, after one full `dvc repro`."""
+    root = tmp_path_factory.mktemp("tiny")
+    files = tiny_mnist_files()
+    mirror = write_mirror(root / "mirror", files)
+    project = copy_project(root / "project")
+    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(files), sort_keys=False))
+    env = venv_env(MNIST_MIRROR=str(mirror))
+    result = dvc(project, "repro", env=env)
+    assert stages_run(result.stdout) == list(STAGES)
+    return project, env
+
+
+def test_tiny_pipeline_writes_every_declared_output(tiny_project):
+    project, _ = tiny_project
+    metrics = json.loads((project / "metrics/metrics.json").read_text())
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert sorted(metrics["per_class_accuracy"]) == [str(d) for d in range(10)]
+    assert (
+        (project / "plots/training.csv")
+        .read_text()
+        .startswith("epoch,accuracy,loss,val_accuracy,val_loss")
+    )
+    assert (project / "plots/confusion.csv").read_text().startswith("actual,predicted\n")
+    for name in ("confusion_matrix.png", "learning_curves.png", "misclassified.png"):
+        assert (project / "plots/images" / name).stat().st_size > 1000
+    assert (project / "data/model.keras").is_file()
+    assert sorted(p.name for p in (project / "data/raw").iterdir()) == [
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+    ]
+
+
+def test_second_repro_runs_nothing(tiny_project):
+    project, env = tiny_project
+    result = dvc(project, "repro", env=env)
+    assert stages_run(result.stdout) == []
+    assert dvc(project, "status", "--json", env=env).stdout.strip() == "{}"
+
+
+def test_params_change_reruns_only_downstream_stages(tiny_project):
+    project, env = tiny_project
+    set_param(project, "train", "epochs", 1)
+    status = json.loads(dvc(project, "status", "--json", env=env).stdout)
+    assert sorted(status) == ["train"]  # evaluate changes once train has written a new model
+    assert stages_run(dvc(project, "repro", env=env).stdout) == ["train", "evaluate"]
+
+
+def test_misspelt_param_fails_repro_with_a_suggestion(tiny_project):
+    project, env = tiny_project
+    original = (project / "params.yaml").read_text()
+    metrics_before = (project / "metrics/metrics.json").read_bytes()
+    try:
+        set_param(project, "train", "epoch", 3)
+        result = dvc(project, "repro", env=env, check=False)
+        assert result.returncode != 0
+        assert "train.epoch: unknown key; did you mean 'train.epochs'?" in result.stderr
+        assert (project / "metrics/metrics.json").read_bytes() == metrics_before
+    finally:
+        (project / "params.yaml").write_text(original)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("MNIST_MIRROR"),
+    reason="MNIST_MIRROR is not set: the "
+    "end-to-end test needs the real MNIST files and never uses the network",
+)
+def test_real_pipeline_reproduces_committed_results(tmp_path):
+    project = copy_project(tmp_path / "project")
+    committed = {
+        name: (project / name).read_bytes()
+        for name in ("metrics/metrics.json", "plots/training.csv", "plots/confusion.csv")
+    }
+    env = venv_env(MNIST_MIRROR=os.environ["MNIST_MIRROR"])
+
+    result = dvc(project, "repro", env=env)
+    assert stages_run(result.stdout) == list(STAGES)
+    metrics = json.loads((project / "metrics/metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.983
+    for name, content in committed.items():
+        assert (project / name).read_bytes() == content, f"{name} differs from the committed one"
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    committed_lock = yaml.safe_load((PROJECT_ROOT / "dvc.lock").read_text())
+    for stage in STAGES:
+        assert lock["stages"][stage]["outs"] == committed_lock["stages"][stage]["outs"], stage
+
+    started = time.perf_counter()
+    again = dvc(project, "repro", env=env)
+    assert stages_run(again.stdout) == []
+    assert time.perf_counter() - started < 10  # the issue asks <= 3 s; CI machines are noisy
+
+    set_param(project, "train", "epochs", 1)
+    assert stages_run(dvc(project, "repro", env=env).stdout) == ["train", "evaluate"]
