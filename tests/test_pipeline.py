@@ -4,6 +4,7 @@ then the real MNIST from $MNIST_MIRROR (slow)."""
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -40,9 +41,29 @@ def set_param(project: Path, section: str, key: str, value) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+
+
+def outputs(project: Path) -> dict[Path, bytes]:
+    """Every file under data/, metrics/ and plots/ but temporary ones, with its bytes."""
+    return {
+        path: path.read_bytes()
+        for top in ("data", "metrics", "plots")
+        for path in (project / top).rglob("*")
+        if path.is_file() and ".tmp" not in path.name
+    }
+
+
+def restore(project: Path, env: dict) -> None:
+    """Back to the committed good state: git for params, lock, metrics and plot data; DVC for
+    data and model."""
+    subprocess.run(["git", "checkout", "--", "."], cwd=project, check=True)
+    dvc(project, "checkout", env=env)
+
+
 @pytest.fixture(scope="module")
 def tiny_project(tmp_path_factory) -> tuple[Path, dict]:
-    """A copy of the project on tiny data, after one full `dvc repro`."""
+    """A copy of the project on tiny data, after one full `dvc repro`, results committed."""
     root = tmp_path_factory.mktemp("tiny")
     files = tiny_mnist_files()
     mirror = write_mirror(root / "mirror", files)
@@ -51,6 +72,8 @@ def tiny_project(tmp_path_factory) -> tuple[Path, dict]:
     env = venv_env(MNIST_MIRROR=str(mirror))
     result = dvc(project, "repro", env=env)
     assert stages_run(result.stdout) == list(STAGES)
+    subprocess.run([*GIT, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "tiny results"], cwd=project, check=True)
     return project, env
 
 
@@ -89,20 +112,43 @@ def test_params_change_reruns_only_downstream_stages(tiny_project):
     status = json.loads(dvc(project, "status", "--json", env=env).stdout)
     assert sorted(status) == ["train"]  # evaluate changes once train has written a new model
     assert stages_run(dvc(project, "repro", env=env).stdout) == ["train", "evaluate"]
+    restore(project, env)
 
 
 def test_misspelt_param_fails_repro_with_a_suggestion(tiny_project):
     project, env = tiny_project
-    original = (project / "params.yaml").read_text()
-    metrics_before = (project / "metrics/metrics.json").read_bytes()
-    try:
-        set_param(project, "train", "epoch", 3)
-        result = dvc(project, "repro", env=env, check=False)
-        assert result.returncode != 0
-        assert "train.epoch: unknown key; did you mean 'train.epochs'?" in result.stderr
-        assert (project / "metrics/metrics.json").read_bytes() == metrics_before
-    finally:
-        (project / "params.yaml").write_text(original)
+    before = outputs(project)
+    set_param(project, "train", "epoch", 3)
+    result = dvc(project, "repro", env=env, check=False)
+    assert result.returncode != 0
+    assert "train.epoch: unknown key; did you mean 'train.epochs'?" in result.stderr
+    restore(project, env)
+    assert outputs(project) == before
+
+
+def test_killed_repro_loses_nothing_that_checkout_cannot_restore(tiny_project):
+    """Kill `dvc repro` mid-training: git and `dvc checkout` bring every earlier output back
+    byte for byte, and the next `dvc repro` has nothing left to do."""
+    project, env = tiny_project
+    before = outputs(project)
+    set_param(project, "train", "epochs", 500)
+    repro = subprocess.Popen(
+        ["dvc", "repro"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    for line in repro.stdout:
+        if line.startswith("Epoch 3/"):
+            break
+    os.killpg(repro.pid, signal.SIGKILL)
+    repro.wait(timeout=60)
+    restore(project, env)
+    assert outputs(project) == before
+    assert stages_run(dvc(project, "repro", env=env).stdout) == []
 
 
 @pytest.mark.slow
