@@ -1,0 +1,133 @@
+"""Measure stages/predict.py's path on real MNIST test digits drawn in real-world styles.
+
+    python scripts/eval_predict.py [--count 300] [--model data/model.keras]
+
+A tool, not a test (it needs data/prepared from `dvc repro preprocess`, and the trained model).
+Each digit is rendered as a picture file in every style (``STYLES``), read back with the predict
+stage's loader and preprocessing, and classified; prints the accuracy per style.
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "stages"))  # the shared digits package, as pytest finds it
+
+from digits.data import load_split, scale_pixels  # noqa: E402
+from digits.images import ImageError, load_grayscale, mnist_frame  # noqa: E402
+
+LARGE_CANVAS = (1000, 800)  # width, height: a phone-photo crop with lots of margin
+INK = (30, 60, 200)  # blue ballpoint
+PAPER = (250, 240, 220)  # cream
+
+
+def upscaled(digit: np.ndarray, factor: int) -> Image.Image:
+    """The 28x28 uint8 digit (light on dark) enlarged ``factor`` times, smoothly."""
+    size = 28 * factor
+    return Image.fromarray(digit).resize((size, size), Image.Resampling.BICUBIC)
+
+
+def black_on_white(digit, rng, path):
+    Image.fromarray(255 - np.asarray(upscaled(digit, 4))).save(path.with_suffix(".png"))
+
+
+def white_on_black_small(digit, rng, path):
+    Image.fromarray(digit).save(path.with_suffix(".png"))  # as MNIST has it, 28x28
+
+
+def colour_ink(digit, rng, path):
+    alpha = np.asarray(upscaled(digit, 5), dtype=np.float32)[..., None] / 255
+    rgb = np.asarray(INK) * alpha + np.asarray(PAPER) * (1 - alpha)
+    Image.fromarray(rgb.round().astype(np.uint8)).save(path.with_suffix(".png"))
+
+
+def transparent_background(digit, rng, path):
+    ink = np.zeros((28 * 4, 28 * 4, 4), dtype=np.uint8)  # black, visible only through alpha
+    ink[..., 3] = np.asarray(upscaled(digit, 4))
+    Image.fromarray(ink).save(path.with_suffix(".png"))
+
+
+def jpeg_75(digit, rng, path):
+    image = Image.fromarray(255 - np.asarray(upscaled(digit, 4)))
+    image.save(path.with_suffix(".jpg"), quality=75)
+
+
+def large_off_centre(digit, rng, path):
+    canvas = Image.new("L", LARGE_CANVAS, 255)
+    drawn = Image.fromarray(255 - np.asarray(upscaled(digit, 8)))
+    x = int(rng.integers(0, LARGE_CANVAS[0] - drawn.width))
+    y = int(rng.integers(0, LARGE_CANVAS[1] - drawn.height))
+    canvas.paste(drawn, (x, y))
+    canvas.save(path.with_suffix(".png"))
+
+
+def thick_upscaled(digit, rng, path):
+    thick = upscaled(digit, 10).filter(ImageFilter.MaxFilter(9))  # ~1 px thicker at 28x28
+    Image.fromarray(255 - np.asarray(thick)).save(path.with_suffix(".png"))
+
+
+def slight_blur(digit, rng, path):
+    blurred = upscaled(digit, 4).filter(ImageFilter.GaussianBlur(4))  # ~1 px at 28x28
+    Image.fromarray(255 - np.asarray(blurred)).save(path.with_suffix(".png"))
+
+
+STYLES: dict[str, Callable] = {
+    "black on white": black_on_white,
+    "white on black 28x28": white_on_black_small,
+    "RGB colour ink": colour_ink,
+    "RGBA transparent": transparent_background,
+    "JPEG quality 75": jpeg_75,
+    "large canvas, off-centre": large_off_centre,
+    "thick stroke, 10x": thick_upscaled,
+    "slight blur": slight_blur,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=300, help="test digits per style")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "prepared")
+    parser.add_argument("--model", type=Path, default=ROOT / "data" / "model.keras")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    x_test, y_test = load_split(args.data_dir, "test")
+    rng = np.random.default_rng(args.seed)
+    chosen = rng.choice(len(x_test), size=args.count, replace=False)
+    digits = (x_test[chosen] * 255).round().astype(np.uint8)
+    labels = y_test[chosen]
+
+    from digits.model import load_model
+
+    model = load_model(args.model)
+    print(f"{args.count} MNIST test digits per style, model {args.model}")
+    as_stored = model.predict(x_test[chosen], verbose=0).argmax(axis=1)
+    print(f"{'(as stored, 28x28 arrays)':26s} {float(np.mean(as_stored == labels)):7.2%}")
+    for name, render in STYLES.items():
+        started = time.perf_counter()
+        frames, failures = [], 0
+        with tempfile.TemporaryDirectory() as tmp:
+            for index, digit in enumerate(digits):
+                render(digit, rng, Path(tmp) / str(index))
+                path = next(Path(tmp).glob(f"{index}.*"))
+                try:
+                    frames.append(mnist_frame(load_grayscale(path), str(path)))
+                except ImageError as error:
+                    print(f"  {error}", file=sys.stderr)
+                    frames.append(np.zeros((28, 28), dtype=np.uint8))
+                    failures += 1
+        predicted = model.predict(scale_pixels(np.stack(frames)), verbose=0).argmax(axis=1)
+        accuracy = float(np.mean(predicted == labels))
+        elapsed_ms = (time.perf_counter() - started) * 1000 / args.count
+        print(f"{name:26s} {accuracy:7.2%}  ({failures} unreadable, {elapsed_ms:5.1f} ms/image)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""Tests for digits.images: real-world pictures of a digit become the MNIST-like 28x28 input.
+
+Fixtures are digits drawn here with Pillow (no MNIST data needed): each is drawn large, light on
+dark, and rendered in the styles people's pictures come in; every style must give nearly the same
+28x28 array as the clean digit.
+"""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
+
+from digits.images import (
+    MAX_PIXELS,
+    ImageError,
+    centre_by_mass,
+    digit_box,
+    fit_to_box,
+    flatten_alpha,
+    light_on_dark,
+    load_grayscale,
+    mnist_frame,
+    normalise_contrast,
+)
+
+SCALE = 20  # fixtures are drawn at 20x MNIST's 28x28
+# Strokes in MNIST's 28x28 coordinates, inside its 20x20 box (rows and columns 4-24)
+STROKES = {
+    "seven": [[(9, 6), (20, 6), (13, 23)]],
+    "zero": "ellipse",
+    "one": [[(15, 5), (13, 23)]],
+    "four": [[(17, 5), (8, 16), (21, 16)], [(17, 5), (17, 23)]],
+}
+STROKE_WIDTH = 2.5  # MNIST pen, in 28x28 pixels
+
+
+def draw_digit(name: str) -> Image.Image:
+    """A white-on-black "L" image, 560x560, of the digit ``name`` placed as MNIST places digits:
+    longer side 20 (x SCALE) px, centre of mass at pixel (14, 14) of the 28x28 grid."""
+    strokes = Image.new("L", (28 * SCALE, 28 * SCALE), 0)
+    draw = ImageDraw.Draw(strokes)
+    width = round(STROKE_WIDTH * SCALE)
+    if STROKES[name] == "ellipse":
+        draw.ellipse([9 * SCALE, 5 * SCALE, 19 * SCALE, 23 * SCALE], outline=255, width=width)
+    else:
+        for line in STROKES[name]:
+            draw.line([(x * SCALE, y * SCALE) for x, y in line], fill=255, width=width)
+    digit = strokes.crop(strokes.getbbox())
+    fit = 20 * SCALE / max(digit.size)
+    digit = digit.resize((round(digit.width * fit), round(digit.height * fit)))
+    pixels = np.asarray(digit, dtype=np.float64)
+    rows, columns = np.indices(pixels.shape)
+    centre = 14 * SCALE + (SCALE - 1) / 2  # the middle of 28x28 pixel 14, in fine pixels
+    top = round(centre - (rows * pixels).sum() / pixels.sum())
+    left = round(centre - (columns * pixels).sum() / pixels.sum())
+    placed = Image.new("L", strokes.size, 0)
+    placed.paste(digit, (left, top))
+    return placed
+
+
+def mnist_like(name: str) -> np.ndarray:
+    """uint8 (28, 28): the digit anti-aliased down to MNIST's size, as MNIST was made."""
+    return np.asarray(draw_digit(name).resize((28, 28), Image.Resampling.BOX))
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.astype(np.float64).ravel(), b.astype(np.float64).ravel())[0, 1])
+
+
+# Styles: (white-on-black "L" image, tmp_path) -> path of the picture file it was saved as
+
+
+def inverted(digit, tmp_path):
+    ImageOps.invert(digit).save(tmp_path / "inverted.png")
+    return tmp_path / "inverted.png"
+
+
+def padded(digit, tmp_path):
+    canvas = Image.new("L", (digit.width + 600, digit.height + 600), 0)
+    canvas.paste(digit, (300, 300))
+    canvas.save(tmp_path / "padded.png")
+    return tmp_path / "padded.png"
+
+
+def large_off_centre(digit, tmp_path):
+    canvas = Image.new("L", (1000, 800), 255)
+    canvas.paste(ImageOps.invert(digit.resize((200, 200))), (720, 40))
+    canvas.save(tmp_path / "large.png")
+    return tmp_path / "large.png"
+
+
+def small(digit, tmp_path):
+    ImageOps.invert(digit.resize((24, 24), Image.Resampling.BOX)).save(tmp_path / "small.png")
+    return tmp_path / "small.png"
+
+
+def rgb_colour_ink(digit, tmp_path):
+    ink = Image.new("RGB", digit.size, (200, 30, 40))
+    Image.composite(ink, Image.new("RGB", digit.size, (245, 245, 230)), digit).save(
+        tmp_path / "rgb.png"
+    )
+    return tmp_path / "rgb.png"
+
+
+def rgba_black_on_transparent(digit, tmp_path):
+    image = Image.new("RGBA", digit.size, (0, 0, 0, 0))
+    image.putalpha(digit)
+    image.save(tmp_path / "black-on-transparent.png")
+    return tmp_path / "black-on-transparent.png"
+
+
+def rgba_white_on_transparent(digit, tmp_path):
+    image = Image.new("RGBA", digit.size, (255, 255, 255, 0))
+    image.putalpha(digit)
+    image.save(tmp_path / "white-on-transparent.png")
+    return tmp_path / "white-on-transparent.png"
+
+
+def jpeg(digit, tmp_path):
+    ImageOps.invert(digit).save(tmp_path / "digit.jpg", quality=75)
+    return tmp_path / "digit.jpg"
+
+
+def blurred(digit, tmp_path):
+    ImageOps.invert(digit.filter(ImageFilter.GaussianBlur(SCALE))).save(tmp_path / "blur.png")
+    return tmp_path / "blur.png"
+
+
+def exif_rotated(digit, tmp_path):
+    """Stored on its side, with the EXIF tag (orientation 6) a camera writes to say so."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    ImageOps.invert(digit).rotate(90, expand=True).save(tmp_path / "exif.jpg", exif=exif)
+    return tmp_path / "exif.jpg"
+
+
+STYLES = [
+    inverted,
+    padded,
+    large_off_centre,
+    small,
+    rgb_colour_ink,
+    rgba_black_on_transparent,
+    rgba_white_on_transparent,
+    jpeg,
+    blurred,
+    exif_rotated,
+]
+
+
+@pytest.mark.parametrize("name", sorted(STROKES))
+def test_an_mnist_like_digit_passes_through_nearly_unchanged(name):
+    digit = mnist_like(name)
+
+    frame = mnist_frame(digit)
+
+    assert frame.dtype == np.uint8 and frame.shape == (28, 28)
+    assert frame.max() == 255 and frame[0].max() == frame[:, 0].max() == 0
+    assert correlation(frame, digit) > 0.85  # resampling 28 px by ~5% blurs it a little
+
+
+@pytest.mark.parametrize("style", STYLES, ids=lambda style: style.__name__)
+@pytest.mark.parametrize("name", sorted(STROKES))
+def test_every_style_gives_the_clean_digit(name, style, tmp_path):
+    frame = mnist_frame(load_grayscale(style(draw_digit(name), tmp_path)))
+
+    assert correlation(frame, mnist_like(name)) > 0.9
+
+
+def test_the_digit_keeps_its_aspect_ratio():
+    bar = np.zeros((100, 60), dtype=np.float32)
+    bar[10:90, 20:40] = 255  # 80 tall, 20 wide
+
+    fitted = fit_to_box(bar)
+
+    top, bottom, left, right = digit_box(fitted)
+    assert (bottom - top, right - left) == (20, 5)
+
+
+def test_the_centre_of_mass_lands_on_mnists_centre():
+    dot = np.zeros((5, 7), dtype=np.float32)
+    dot[0, 6] = 3.0
+
+    frame = centre_by_mass(dot)
+
+    assert frame[14, 14] == 255 and frame.sum() == 255
+
+
+def test_digit_box_ignores_faint_noise():
+    image = np.zeros((50, 50), dtype=np.float32)
+    image[20:30, 15:18] = 255
+    image[0, 0] = image[49, 49] = 100  # specks of dust, less than half as bright as the ink
+
+    assert digit_box(image) == (20, 30, 15, 18)
+
+
+def test_dark_ink_on_light_paper_is_inverted_light_on_dark_is_not():
+    dark_on_light = np.full((10, 10), 230, dtype=np.float32)
+    dark_on_light[3:7, 4:6] = 20
+
+    assert light_on_dark(dark_on_light)[0, 0] == 25 and light_on_dark(dark_on_light)[4, 4] == 235
+    assert light_on_dark(255 - dark_on_light)[4, 4] == 235
+
+
+def test_contrast_is_stretched_from_paper_to_ink():
+    image = np.full((10, 10), 40, dtype=np.float32)
+    image[3:7, 3:7] = 120
+
+    normalised = normalise_contrast(image)
+
+    assert normalised[0, 0] == 0 and normalised[5, 5] == 255
+
+
+@pytest.mark.parametrize(
+    "image",
+    [np.full((30, 30), 255, np.uint8), np.zeros((30, 30), np.uint8)],
+    ids=["white", "black"],
+)
+def test_a_blank_image_has_no_digit(image):
+    with pytest.raises(ImageError, match=r"blank\.png: no digit found"):
+        mnist_frame(image, source="blank.png")
+
+
+def test_a_faint_smudge_is_not_a_digit():
+    image = np.full((30, 30), 200, dtype=np.uint8)
+    image[10:20, 12:15] = 185  # 15 grey levels: paper texture, not ink
+
+    with pytest.raises(ImageError, match="no digit found"):
+        mnist_frame(image)
+
+
+def test_black_ink_on_transparent_is_flattened_onto_white():
+    gray = np.zeros((4, 4), dtype=np.uint8)  # transparent pixels are black too
+    alpha = np.zeros((4, 4), dtype=np.uint8)
+    alpha[1:3, 1:3] = 255
+
+    flat = flatten_alpha(gray, alpha)
+
+    assert flat[0, 0] == 255 and flat[1, 1] == 0
+
+
+def test_white_ink_on_transparent_is_flattened_onto_black():
+    gray = np.full((4, 4), 255, dtype=np.uint8)
+    alpha = np.zeros((4, 4), dtype=np.uint8)
+    alpha[1:3, 1:3] = 255
+
+    flat = flatten_alpha(gray, alpha)
+
+    assert flat[0, 0] == 0 and flat[1, 1] == 255
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    path = exif_rotated(Image.new("L", (30, 20)), tmp_path)  # stored as 20 wide, 30 tall
+
+    assert load_grayscale(path).shape == (20, 30)
+
+
+def test_a_file_that_is_not_an_image_is_refused(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("not a picture")
+
+    with pytest.raises(ImageError, match=r"notes\.png: not an image"):
+        load_grayscale(path)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(ImageError, match=r"gone\.png: file not found"):
+        load_grayscale(tmp_path / "gone.png")
+
+
+def test_a_truncated_image_is_refused(tmp_path):
+    path = tmp_path / "cut.png"
+    draw_digit("seven").save(path)
+    path.write_bytes(path.read_bytes()[:200])
+
+    with pytest.raises(ImageError, match=r"cut\.png: cannot decode"):
+        load_grayscale(path)
+
+
+def png_of_zeros(width: int, height: int) -> bytes:
+    """A valid 8-bit grayscale PNG, all black: a few kB that decode to width * height bytes."""
+    compressor = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte + pixels
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    return png_bytes(width, height, data)
+
+
+def png_bytes(width: int, height: int, compressed: bytes) -> bytes:
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", compressed)
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):
+    side = int(MAX_PIXELS**0.5) + 10
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_of_zeros(side, side))
+
+    with pytest.raises(ImageError, match=r"bomb\.png: .*decompression bomb"):
+        load_grayscale(path)
+
+
+def test_a_header_claiming_billions_of_pixels_is_refused(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_bytes(100_000, 100_000, zlib.compress(b"")))
+
+    with pytest.raises(ImageError, match=r"huge\.png: .*decompression bomb"):
+        load_grayscale(path)
