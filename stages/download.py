@@ -5,12 +5,10 @@
 Tries $MNIST_MIRROR (a directory or URL) first when it is set, then download.mirrors.
 """
 
-import argparse
 import logging
 import os
-from pathlib import Path
 
-from digits.cli import progress_on_terminal, run_stage
+from digits.cli import progress_on_terminal, run_stage, stage_arguments
 from digits.fetch import candidate_sources, fetch_verified, md5_hex
 from digits.files import write_bytes_atomic
 from digits.params import load_params
@@ -19,10 +17,7 @@ log = logging.getLogger("download")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--out-dir", type=Path, required=True)
-    args = parser.parse_args()
+    args = stage_arguments(__doc__, "--out-dir")
 
     params = load_params(args.params).download
     sources = candidate_sources(os.environ.get("MNIST_MIRROR"), params.mirrors)

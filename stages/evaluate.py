@@ -5,15 +5,13 @@
         --confusion plots/confusion.csv --images-dir plots/images
 """
 
-import argparse
 import io
 import json
 import logging
-from pathlib import Path
 
 import pandas as pd
 
-from digits.cli import run_stage
+from digits.cli import run_stage, stage_arguments
 from digits.data import load_split
 from digits.evaluation import (
     confusion_counts,
@@ -33,15 +31,9 @@ PREDICT_BATCH = 1000
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--history", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True)
-    parser.add_argument("--confusion", type=Path, required=True)
-    parser.add_argument("--images-dir", type=Path, required=True)
-    args = parser.parse_args()
+    args = stage_arguments(
+        __doc__, "--data-dir", "--model", "--history", "--metrics", "--confusion", "--images-dir"
+    )
 
     params = load_params(args.params).evaluate
     x_test, y_test = load_split(args.data_dir, "test")

@@ -3,11 +3,10 @@
 python stages/preprocess.py --raw-dir data/raw --out-dir data/prepared
 """
 
-import argparse
 import logging
 from pathlib import Path
 
-from digits.cli import run_stage
+from digits.cli import run_stage, stage_arguments
 from digits.data import save_split, scale_pixels, split_train_validation
 from digits.files import read_input_bytes
 from digits.idx import IMAGE_SHAPE, check_same_count, parse_idx_images, parse_idx_labels
@@ -29,11 +28,7 @@ def read_mnist(raw_dir: Path, download: DownloadParams, kind: str):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--raw-dir", type=Path, required=True)
-    parser.add_argument("--out-dir", type=Path, required=True)
-    args = parser.parse_args()
+    args = stage_arguments(__doc__, "--raw-dir", "--out-dir")
 
     all_params = load_params(args.params)
     params = all_params.preprocess

@@ -1,8 +1,10 @@
 """What every stage script shares at its edges: logging, and turning errors into exit codes."""
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from digits.errors import DigitsError
 
@@ -21,6 +23,16 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("interrupted: earlier outputs are left as they were", file=sys.stderr)
         sys.exit(130)
+
+
+def stage_arguments(doc: str, *path_options: str) -> argparse.Namespace:
+    """Parse a stage's command line: ``--params`` (default params.yaml) and the required path
+    options dvc.yaml passes (``--out-dir`` becomes ``args.out_dir``, a ``Path``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    for option in path_options:
+        parser.add_argument(option, type=Path, required=True)
+    return parser.parse_args()
 
 
 def progress_on_terminal() -> bool:
