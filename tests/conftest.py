@@ -4,6 +4,7 @@ import copy
 import gzip
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +47,10 @@ def tiny_mnist_files(n_train: int = 200, n_test: int = 50) -> dict[str, bytes]:
         "test_labels": test_labels,
     }
     return {key: encode_idx(array) for key, array in arrays.items()}
+
+
+STAGES = ("download", "preprocess", "train", "evaluate")
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
 
 
 def md5_hex(data: bytes) -> str:
@@ -104,10 +109,9 @@ def copy_project(destination: Path) -> Path:
             target = destination / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
     subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
     subprocess.run(["git", "add", "-A"], cwd=destination, check=True)
-    subprocess.run([*git, "commit", "-qm", "copy"], cwd=destination, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "copy"], cwd=destination, check=True)
     return destination
 
 
@@ -116,5 +120,19 @@ def venv_env(**extra: str) -> dict:
     ``python stages/...``)."""
     env = {k: v for k, v in os.environ.items() if k != "MNIST_MIRROR"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
     env.update(extra)
     return env
+
+
+def dvc(project: Path, *args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``dvc ARGS`` in ``project``; unless ``check`` is false, fail the test on an error."""
+    result = subprocess.run(["dvc", *args], cwd=project, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def stages_run(dvc_output: str) -> list[str]:
+    """The stages a `dvc repro` output says it ran, in order."""
+    return re.findall(r"Running stage '(\w+)'", dvc_output)

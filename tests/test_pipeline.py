@@ -3,7 +3,6 @@ then the real MNIST from $MNIST_MIRROR (slow)."""
 
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -12,26 +11,19 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import (
+    GIT,
     PROJECT_ROOT,
+    STAGES,
     copy_project,
+    dvc,
+    load_project_params,
+    md5_hex,
+    stages_run,
     tiny_mnist_files,
     tiny_params,
     venv_env,
     write_mirror,
 )
-
-STAGES = ("download", "preprocess", "train", "evaluate")
-
-
-def dvc(project: Path, *args: str, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["dvc", *args], cwd=project, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def stages_run(output: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", output)
 
 
 def set_param(project: Path, section: str, key: str, value) -> None:
@@ -39,9 +31,6 @@ def set_param(project: Path, section: str, key: str, value) -> None:
     params = yaml.safe_load(path.read_text())
     params[section][key] = value
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
 
 
 def outputs(project: Path) -> dict[Path, bytes]:
@@ -183,3 +172,26 @@ def test_real_pipeline_reproduces_committed_results(tmp_path):
 
     set_param(project, "train", "epochs", 1)
     assert stages_run(dvc(project, "repro", env=env).stdout) == ["train", "evaluate"]
+
+
+def test_committed_lock_matches_the_code_params_and_results():
+    """main carries dvc.lock, metrics and plot data from a real run of its own code and
+    params.yaml: a change to either without `dvc repro` and a commit of the results fails."""
+    lock = yaml.safe_load((PROJECT_ROOT / "dvc.lock").read_text())
+    params = load_project_params()
+    stale = []
+    for name, stage in lock["stages"].items():
+        for entry in stage.get("deps", []) + stage.get("outs", []):
+            path = PROJECT_ROOT / entry["path"]
+            tracked_by_git = entry in stage.get("deps", []) or not path.is_relative_to(
+                PROJECT_ROOT / "data"
+            )
+            if path.is_file() and tracked_by_git and md5_hex(path.read_bytes()) != entry["md5"]:
+                stale.append(f"{name}: {entry['path']}")
+        for key, value in stage.get("params", {}).get("params.yaml", {}).items():
+            node = params
+            for part in key.split("."):
+                node = node[part]
+            if node != value:
+                stale.append(f"{name}: params {key}")
+    assert stale == [], f"dvc.lock does not match (run `dvc repro` and commit): {stale}"

@@ -1,0 +1,140 @@
+"""DVC remote storage round trips on tiny data: `dvc push` from one copy of the project, `git
+clone` it, `dvc pull` into the clone, and the clone has the same data, a clean `dvc status` and
+nothing to reproduce. Against a directory remote, and an S3 remote served by moto on 127.0.0.1
+(the network is never used)."""
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from conftest import (
+    GIT,
+    STAGES,
+    copy_project,
+    dvc,
+    stages_run,
+    tiny_mnist_files,
+    tiny_params,
+    venv_env,
+    write_mirror,
+)
+from moto.server import ThreadedMotoServer
+
+BUCKET = "digits-test"
+# Fake credentials: moto accepts any; real ones must never be picked up from this machine.
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def isolated_env(root: Path, **extra: str) -> dict:
+    """venv_env without any AWS_* setting of this machine, with fake credentials, no AWS config
+    files, no proxy for 127.0.0.1 and no DVC analytics."""
+    env = {k: v for k, v in venv_env(**extra).items() if not k.startswith("AWS_")}
+    env.update(
+        FAKE_AWS,
+        AWS_CONFIG_FILE=str(root / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(root / "no-aws-credentials"),
+        NO_PROXY="127.0.0.1",
+        no_proxy="127.0.0.1",
+        DVC_NO_ANALYTICS="1",
+    )
+    return env
+
+
+def s3_client(endpoint: str, env: dict):
+    """A boto3 S3 client of ``endpoint`` that sees ``env``'s AWS settings and no others."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key in [key for key in os.environ if key.startswith("AWS_")]:
+            patch.delenv(key)
+        for key in [key for key in env if key.startswith("AWS_")]:
+            patch.setenv(key, env[key])
+        return boto3.client("s3", endpoint_url=endpoint)
+
+
+def data_files(project: Path) -> dict[str, bytes]:
+    """Relative path -> bytes of every file DVC tracks under data/ (raw, prepared, model)."""
+    return {
+        str(path.relative_to(project)): path.read_bytes()
+        for path in sorted((project / "data").rglob("*"))
+        if path.is_file() and path.name != ".gitignore"
+    }
+
+
+def commit(project: Path, message: str) -> None:
+    subprocess.run([*GIT, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*GIT, "commit", "-qm", message], cwd=project, check=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory) -> tuple[Path, dict]:
+    """A copy of the project on tiny data after one full `dvc repro`, results committed."""
+    root = tmp_path_factory.mktemp("remote")
+    files = tiny_mnist_files()
+    mirror = write_mirror(root / "mirror", files)
+    project = copy_project(root / "project")
+    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(files), sort_keys=False))
+    env = isolated_env(root, MNIST_MIRROR=str(mirror))
+    assert stages_run(dvc(project, "repro", env=env).stdout) == list(STAGES)
+    commit(project, "tiny results")
+    return project, env
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tiny_project) -> Iterator[str]:
+    """URL of a moto S3 server on a free 127.0.0.1 port, with an empty bucket BUCKET."""
+    _, env = tiny_project
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    s3_client(endpoint, env).create_bucket(Bucket=BUCKET)
+    yield endpoint
+    server.stop()
+
+
+def push_and_clone(project: Path, clone: Path, env: dict, local_config: list[str]) -> Path:
+    """Commit the remote's settings, `dvc push`, `git clone` the project into ``clone`` and
+    apply there the machine-local ``dvc remote modify --local`` arguments, if any."""
+    commit(project, "remote storage")
+    dvc(project, "push", env=env)
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    if local_config:
+        dvc(clone, "remote", "modify", "--local", *local_config, env=env)
+    return clone
+
+
+def assert_pull_restores(project: Path, clone: Path, env: dict) -> None:
+    assert data_files(clone) == {}, "a fresh clone has no data before `dvc pull`"
+    dvc(clone, "pull", env=env)
+    assert json.loads(dvc(clone, "status", "--json", env=env).stdout) == {}
+    assert data_files(clone) == data_files(project)
+    assert stages_run(dvc(clone, "repro", env=env).stdout) == []
+
+
+def test_directory_remote_round_trip(tiny_project, tmp_path):
+    project, env = tiny_project
+    storage = tmp_path / "dvc-storage"
+    dvc(project, "remote", "add", "-d", "local", str(storage), env=env)
+    clone = push_and_clone(project, tmp_path / "clone", env, local_config=[])
+    assert any(path.is_file() for path in storage.rglob("*")), "dvc push wrote nothing"
+    assert_pull_restores(project, clone, env)
+
+
+def test_s3_remote_round_trip(tiny_project, s3_endpoint, tmp_path):
+    project, env = tiny_project
+    endpoint = ["storage", "endpointurl", s3_endpoint]
+    dvc(project, "remote", "add", "-d", "storage", f"s3://{BUCKET}/digits", env=env)
+    dvc(project, "remote", "modify", "--local", *endpoint, env=env)  # per machine: not in git
+    clone = push_and_clone(project, tmp_path / "clone", env, local_config=endpoint)
+    assert "endpointurl" not in (clone / ".dvc/config").read_text()
+    listed = s3_client(s3_endpoint, env).list_objects_v2(Bucket=BUCKET, Prefix="digits/")
+    assert listed["KeyCount"] > 0, "dvc push wrote nothing to the bucket"
+    assert_pull_restores(project, clone, env)
