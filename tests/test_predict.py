@@ -15,10 +15,10 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import predict
 import pytest
 from PIL import Image, ImageDraw
 
+import predict
 from digits.cli import run_stage
 from digits.images import load_grayscale, mnist_frame
 
