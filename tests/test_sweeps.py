@@ -1,0 +1,66 @@
+"""A queued parameter sweep with DVC's experiment queue, on tiny data: the documented
+`dvc exp run --queue -S 'train.epochs=1,3'` + `dvc queue start` + `dvc exp show`."""
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+from conftest import (
+    GIT,
+    copy_project,
+    dvc,
+    tiny_mnist_files,
+    tiny_params,
+    venv_env,
+    write_mirror,
+)
+
+SWEEP_TIMEOUT_S = 600
+
+
+def experiments(project: Path, env: dict) -> dict[str, dict]:
+    """Name -> {"state", "epochs", "accuracy"} of every experiment `dvc exp show` lists."""
+    shown = json.loads(dvc(project, "exp", "show", "--json", env=env).stdout)
+    found = {}
+    for baseline in shown:
+        for experiment in baseline.get("experiments") or []:
+            state = (experiment.get("executor") or {}).get("state")
+            for rev in experiment["revs"]:
+                data = rev.get("data") or {}
+                params = data.get("params", {}).get("params.yaml", {}).get("data", {})
+                metrics = data.get("metrics", {}).get("metrics/metrics.json", {}).get("data", {})
+                found[rev.get("name") or rev["rev"]] = {
+                    "state": state,
+                    "epochs": params.get("train", {}).get("epochs"),
+                    "accuracy": metrics.get("accuracy"),
+                }
+    return found
+
+
+def test_queued_two_point_sweep_runs_and_is_listed(tmp_path):
+    files = tiny_mnist_files()
+    mirror = write_mirror(tmp_path / "mirror", files)
+    project = copy_project(tmp_path / "project")
+    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(files), sort_keys=False))
+    env = venv_env(MNIST_MIRROR=str(mirror))
+    dvc(project, "repro", env=env)
+    subprocess.run([*GIT, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "tiny baseline"], cwd=project, check=True)
+
+    queued = dvc(project, "exp", "run", "--queue", "-S", "train.epochs=1,3", env=env)
+    assert queued.stdout.count("Queued experiment") == 2
+    dvc(project, "queue", "start", "-j", "1", env=env)
+    deadline = time.monotonic() + SWEEP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        found = experiments(project, env)
+        if len(found) == 2 and all(e["state"] in ("success", "failed") for e in found.values()):
+            break
+        time.sleep(2)
+    dvc(project, "queue", "stop", "--kill", env=env, check=False)
+    assert sorted(e["epochs"] for e in found.values()) == [1, 3]
+    assert all(e["state"] == "success" for e in found.values()), found
+    assert all(0 <= e["accuracy"] <= 1 for e in found.values())
+    table = dvc(project, "exp", "show", "--md", env=env).stdout
+    assert table.count("Success") == 2
