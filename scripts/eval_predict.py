@@ -1,6 +1,6 @@
 """Measure stages/predict.py's path on real MNIST test digits drawn in real-world styles.
 
-    python scripts/eval_predict.py [--count 300] [--model data/model.keras]
+    python scripts/eval_predict.py [--count 300] [--model data/model.keras] [--style thin]
 
 A tool, not a test (it needs data/prepared from `dvc repro preprocess`, and the trained model).
 Each digit is rendered as a picture file in every style (``STYLES``), read back with the predict
@@ -26,6 +26,9 @@ from digits.images import ImageError, load_grayscale, mnist_frame  # noqa: E402
 LARGE_CANVAS = (1000, 800)  # width, height: a phone-photo crop with lots of margin
 INK = (30, 60, 200)  # blue ballpoint
 PAPER = (250, 240, 220)  # cream
+PEN_CANVAS = (1400, 1000)  # width, height: room for a 560 px (20x) digit anywhere on it
+# np.roll shifts that bring each neighbour (north, north-east, ... north-west) onto the pixel
+NEIGHBOUR_SHIFTS = [(1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1)]
 
 
 def upscaled(digit: np.ndarray, factor: int) -> Image.Image:
@@ -78,6 +81,63 @@ def slight_blur(digit, rng, path):
     Image.fromarray(255 - np.asarray(blurred)).save(path.with_suffix(".png"))
 
 
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning of a bool (h, w) mask to 1 px wide, connected centre lines."""
+    mask = np.pad(mask, 1)
+    while True:
+        changed = False
+        for step in (0, 1):
+            # neighbours p2..p9, clockwise from north, as Zhang and Suen number them
+            p = [np.roll(mask, shift, axis=(0, 1)) for shift in NEIGHBOUR_SHIFTS]
+            count = sum(n.astype(np.uint8) for n in p)
+            transitions = sum((~p[i] & p[(i + 1) % 8]).astype(np.uint8) for i in range(8))
+            if step == 0:
+                kept_sides = ~(p[0] & p[2] & p[4]) & ~(p[2] & p[4] & p[6])
+            else:
+                kept_sides = ~(p[0] & p[2] & p[6]) & ~(p[0] & p[4] & p[6])
+            removed = mask & (count >= 2) & (count <= 6) & (transitions == 1) & kept_sides
+            changed |= bool(removed.any())
+            mask = mask & ~removed
+        if not changed:
+            return mask[1:-1, 1:-1]
+
+
+def pen_drawing(digit: np.ndarray, factor: int, pen: int) -> np.ndarray:
+    """The digit redrawn ``factor`` times larger with a ``pen`` px (odd) pen: uint8, ink 255."""
+    shape = np.asarray(upscaled(digit, factor)) >= 128
+    centre_line = Image.fromarray(skeleton(shape).astype(np.uint8) * 255)
+    return np.asarray(centre_line.filter(ImageFilter.MaxFilter(pen)))
+
+
+def on_pen_canvas(ink: np.ndarray, rng) -> np.ndarray:
+    """Place light-on-dark uint8 ``ink`` at a random spot of a ``PEN_CANVAS`` black canvas."""
+    canvas = np.zeros(PEN_CANVAS[::-1], dtype=np.uint8)
+    y = int(rng.integers(0, PEN_CANVAS[1] - ink.shape[0]))
+    x = int(rng.integers(0, PEN_CANVAS[0] - ink.shape[1]))
+    canvas[y : y + ink.shape[0], x : x + ink.shape[1]] = ink
+    return canvas
+
+
+def thin_pen_paint(digit, rng, path):
+    """A paint program: a 3 px hard pen, digit ~400 px tall, black on white."""
+    canvas = on_pen_canvas(pen_drawing(digit, 20, 3), rng)
+    Image.fromarray(255 - canvas).save(path.with_suffix(".png"))
+
+
+def thin_pen_medium(digit, rng, path):
+    """A 3 px hard pen, digit ~240 px tall, black on white."""
+    canvas = on_pen_canvas(pen_drawing(digit, 12, 3), rng)
+    Image.fromarray(255 - canvas).save(path.with_suffix(".png"))
+
+
+def fine_pen_photo(digit, rng, path):
+    """A phone photo of a fine ballpoint: 5 px soft blue line, digit ~300 px tall, JPEG."""
+    drawn = Image.fromarray(on_pen_canvas(pen_drawing(digit, 15, 5), rng))
+    alpha = np.asarray(drawn.filter(ImageFilter.GaussianBlur(1)), np.float32)[..., None] / 255
+    rgb = np.asarray(INK) * alpha + np.asarray(PAPER) * (1 - alpha)
+    Image.fromarray(rgb.round().astype(np.uint8)).save(path.with_suffix(".jpg"), quality=85)
+
+
 STYLES: dict[str, Callable] = {
     "black on white": black_on_white,
     "white on black 28x28": white_on_black_small,
@@ -87,6 +147,9 @@ STYLES: dict[str, Callable] = {
     "large canvas, off-centre": large_off_centre,
     "thick stroke, 10x": thick_upscaled,
     "slight blur": slight_blur,
+    "thin pen 3 px, 20x": thin_pen_paint,
+    "thin pen 3 px, 12x": thin_pen_medium,
+    "fine pen 5 px, 15x, JPEG": fine_pen_photo,
 }
 
 
@@ -96,6 +159,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "prepared")
     parser.add_argument("--model", type=Path, default=ROOT / "data" / "model.keras")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--style", default="", help="only styles whose name contains this")
     args = parser.parse_args()
 
     x_test, y_test = load_split(args.data_dir, "test")
@@ -111,6 +175,9 @@ def main() -> None:
     as_stored = model.predict(x_test[chosen], verbose=0).argmax(axis=1)
     print(f"{'(as stored, 28x28 arrays)':26s} {float(np.mean(as_stored == labels)):7.2%}")
     for name, render in STYLES.items():
+        if args.style not in name:
+            continue
+        rng = np.random.default_rng(args.seed)  # each style's own, so --style changes nothing
         started = time.perf_counter()
         frames, failures = [], 0
         with tempfile.TemporaryDirectory() as tmp:

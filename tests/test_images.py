@@ -14,15 +14,19 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from digits.images import (
     MAX_PIXELS,
+    STROKE_RATIO,
     ImageError,
     centre_by_mass,
     digit_box,
+    dilate,
     fit_to_box,
     flatten_alpha,
     light_on_dark,
     load_grayscale,
     mnist_frame,
     normalise_contrast,
+    normalise_stroke_width,
+    stroke_width,
 )
 
 SCALE = 20  # fixtures are drawn at 20x MNIST's 28x28
@@ -34,19 +38,29 @@ STROKES = {
     "four": [[(17, 5), (8, 16), (21, 16)], [(17, 5), (17, 23)]],
 }
 STROKE_WIDTH = 2.5  # MNIST pen, in 28x28 pixels
+FINE_PEN = 3 / SCALE  # a 3 px pen on the 560 px drawing: a paint program's default brush
+
+
+def draw_strokes(name: str, pen: float) -> Image.Image:
+    """A white-on-black "L" image, 560x560, of the strokes of ``name`` as listed in ``STROKES``,
+    ``pen`` 28x28 pixels wide; any pen draws the same centre lines."""
+    strokes = Image.new("L", (28 * SCALE, 28 * SCALE), 0)
+    draw = ImageDraw.Draw(strokes)
+    width = round(pen * SCALE)
+    if STROKES[name] == "ellipse":  # Pillow draws the outline inside the box: inset it by half
+        inset = (round(STROKE_WIDTH * SCALE) - width) // 2
+        box = np.array([9, 5, 19, 23]) * SCALE + [inset, inset, -inset, -inset]
+        draw.ellipse(box.tolist(), outline=255, width=width)
+    else:
+        for line in STROKES[name]:
+            draw.line([(x * SCALE, y * SCALE) for x, y in line], fill=255, width=width)
+    return strokes
 
 
 def draw_digit(name: str) -> Image.Image:
     """A white-on-black "L" image, 560x560, of the digit ``name`` placed as MNIST places digits:
     longer side 20 (x SCALE) px, centre of mass at pixel (14, 14) of the 28x28 grid."""
-    strokes = Image.new("L", (28 * SCALE, 28 * SCALE), 0)
-    draw = ImageDraw.Draw(strokes)
-    width = round(STROKE_WIDTH * SCALE)
-    if STROKES[name] == "ellipse":
-        draw.ellipse([9 * SCALE, 5 * SCALE, 19 * SCALE, 23 * SCALE], outline=255, width=width)
-    else:
-        for line in STROKES[name]:
-            draw.line([(x * SCALE, y * SCALE) for x, y in line], fill=255, width=width)
+    strokes = draw_strokes(name, STROKE_WIDTH)
     digit = strokes.crop(strokes.getbbox())
     fit = 20 * SCALE / max(digit.size)
     digit = digit.resize((round(digit.width * fit), round(digit.height * fit)))
@@ -167,6 +181,67 @@ def test_every_style_gives_the_clean_digit(name, style, tmp_path):
     frame = mnist_frame(load_grayscale(style(draw_digit(name), tmp_path)))
 
     assert correlation(frame, mnist_like(name)) > 0.9
+
+
+@pytest.mark.parametrize("name", sorted(STROKES))
+def test_a_digit_written_with_a_fine_pen_gives_the_clean_digit(name, tmp_path):
+    """The same centre lines as the clean digit, 3 px wide on a page (1/130 of the digit)."""
+    canvas = Image.new("L", (1200, 900), 255)  # dark ink on a large white page
+    canvas.paste(ImageOps.invert(draw_strokes(name, FINE_PEN)), (500, 200))
+    canvas.save(tmp_path / "fine-pen.png")
+
+    frame = mnist_frame(load_grayscale(tmp_path / "fine-pen.png"))
+
+    assert correlation(frame, mnist_like(name)) > 0.9
+
+
+def bar(width: int, length: int, degrees: float) -> np.ndarray:
+    """Bool (400, 400) mask of a stroke ``width`` px wide, ``length`` long, at ``degrees``."""
+    image = Image.new("1", (400, 400))
+    end = np.array([np.cos(np.radians(degrees)), np.sin(np.radians(degrees))]) * length / 2
+    ImageDraw.Draw(image).line([tuple(200 - end), tuple(200 + end)], fill=1, width=width)
+    return np.asarray(image)
+
+
+@pytest.mark.parametrize("degrees", [0, 30, 45, 90])
+@pytest.mark.parametrize("width", [2, 8])
+def test_stroke_width_of_a_bar_is_within_a_pixel(width, degrees):
+    assert abs(stroke_width(bar(width, 300, degrees)) - width) < 1
+
+
+def test_stroke_width_of_a_square_ring_is_its_width():
+    ring = np.zeros((80, 80), dtype=bool)
+    ring[10:70, 10:70] = True
+    ring[20:60, 20:60] = False  # 10 px wide: area 3600 - 1600, perimeter 240 + 160
+
+    assert stroke_width(ring) == pytest.approx(10, abs=0.1)  # a corner's diagonals: 10.07
+
+
+def test_dilate_grows_a_pixel_into_a_disc():
+    dot = np.zeros((7, 7), dtype=bool)
+    dot[3, 3] = True
+
+    assert dilate(dot, 0).sum() == 1
+    assert dilate(dot, 1).sum() == 5  # a plus: the 4 neighbours at distance 1
+    assert dilate(dot, 2).sum() == 13  # plus the 4 diagonals (1.4) and 4 at distance 2
+
+
+def test_mnist_wide_strokes_are_left_alone():
+    digit = mnist_like("four").astype(np.float32)
+
+    assert normalise_stroke_width(digit) is digit
+
+
+def test_a_hairline_is_widened_to_mnists_stroke_width():
+    outline = np.zeros((500, 420), dtype=np.float32)
+    outline[50:450, 10:410] = 255
+    outline[51:449, 11:409] = 0  # a 400 x 400 square drawn with a 1 px pen
+
+    redrawn = normalise_stroke_width(outline) >= 128
+
+    rows, columns = np.nonzero(redrawn)
+    side = max(np.ptp(rows), np.ptp(columns)) + 1
+    assert stroke_width(redrawn) / side == pytest.approx(STROKE_RATIO, abs=0.01)
 
 
 def test_the_digit_keeps_its_aspect_ratio():
