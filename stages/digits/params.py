@@ -50,16 +50,35 @@ class PreprocessParams:
 
 
 @dataclass(frozen=True)
+class AugmentParams:
+    """Random distortions of each training image, drawn anew every epoch; 0 turns one off."""
+
+    shift_px: float  # largest shift along each axis, in pixels
+    rotation_deg: float  # largest rotation either way, in degrees
+    scale: float  # largest relative zoom either way: 0.1 = 90 % to 110 %
+    elastic_px: float  # largest displacement of a smooth random field, in pixels
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.shift_px, self.rotation_deg, self.scale, self.elastic_px))
+
+
+@dataclass(frozen=True)
 class TrainParams:
     seed: int
     hidden_units: tuple[int, ...]
     dropout: tuple[float, ...]  # one rate per hidden layer
+    max_norm: float  # cap on each hidden unit's incoming weight norm; 0 = no cap
     learning_rate: float
     lr_schedule: str
+    warmup_epochs: int  # linear ramp from 0 to learning_rate before the schedule starts
+    weight_decay: float  # decoupled (AdamW); 0 = plain Adam
+    label_smoothing: float  # 0 = the plain sparse cross-entropy
     batch_size: int
     epochs: int
     steps_per_execution: int
     jit_compile: bool
+    augment: AugmentParams
 
 
 @dataclass(frozen=True)
@@ -153,10 +172,12 @@ def _parse_train(section: "_Section") -> TrainParams:
         if type(width) is not int or width < 1:
             raise section.error(f"hidden_units[{index}]", "a positive integer", width)
     dropout = _parse_dropout(section, len(hidden_units))
+    epochs = section.get("epochs", int, check=lambda v: v >= 1, expected=">= 1")
     params = TrainParams(
         seed=section.get("seed", int, check=lambda v: v >= 0, expected=">= 0"),
         hidden_units=tuple(hidden_units),
         dropout=dropout,
+        max_norm=section.get("max_norm", float, check=lambda v: v >= 0, expected=">= 0"),
         learning_rate=section.get(
             "learning_rate", float, check=lambda v: 0 < v <= 1, expected="between 0 and 1"
         ),
@@ -166,12 +187,40 @@ def _parse_train(section: "_Section") -> TrainParams:
             check=lambda v: v in LR_SCHEDULES,
             expected=f"one of {', '.join(LR_SCHEDULES)}",
         ),
+        warmup_epochs=section.get(
+            "warmup_epochs",
+            int,
+            check=lambda v: 0 <= v < epochs,
+            expected=f">= 0 and fewer than train.epochs ({epochs})",
+        ),
+        weight_decay=section.get(
+            "weight_decay", float, check=lambda v: 0 <= v < 1, expected="in [0, 1)"
+        ),
+        label_smoothing=section.get(
+            "label_smoothing", float, check=lambda v: 0 <= v < 1, expected="in [0, 1)"
+        ),
         batch_size=section.get("batch_size", int, check=lambda v: v >= 1, expected=">= 1"),
-        epochs=section.get("epochs", int, check=lambda v: v >= 1, expected=">= 1"),
+        epochs=epochs,
         steps_per_execution=section.get(
             "steps_per_execution", int, check=lambda v: v >= 1, expected=">= 1"
         ),
         jit_compile=section.get("jit_compile", bool),
+        augment=_parse_augment(section.section("augment")),
+    )
+    section.reject_unknown()
+    return params
+
+
+def _parse_augment(section: "_Section") -> AugmentParams:
+    params = AugmentParams(
+        shift_px=section.get("shift_px", float, check=lambda v: 0 <= v <= 8, expected="0 to 8"),
+        rotation_deg=section.get(
+            "rotation_deg", float, check=lambda v: 0 <= v <= 45, expected="0 to 45"
+        ),
+        scale=section.get("scale", float, check=lambda v: 0 <= v < 0.5, expected="in [0, 0.5)"),
+        elastic_px=section.get(
+            "elastic_px", float, check=lambda v: 0 <= v <= 8, expected="0 to 8"
+        ),
     )
     section.reject_unknown()
     return params

@@ -1,0 +1,205 @@
+"""Benchmark training speed: the project's train function against a naive Keras ``model.fit``.
+
+    python scripts/bench_train.py [--epochs 3] [--repeats 3]
+
+For two configurations, ``seed`` (one hidden Dense 128, batch 32, Adam 1e-3) and ``default``
+(params.yaml's train section), it times in this one process, after a warm-up epoch each:
+(a) plain Keras: the same model and hyperparameters, ``model.fit`` on NumPy arrays with default
+settings, and (b) ``digits.model.train_model``. Baseline and project alternate ``--repeats``
+times and the median seconds per epoch is reported, since the CPU may be shared. The hardware
+limit is the model's training FLOPs per epoch (about 6 x the multiply-adds of one forward pass,
+per image) divided by this machine's float32 matrix-multiply rate.
+
+Data: data/prepared/*.npy when present, else parsed from the gz files in $MNIST_MIRROR.
+The last line printed is one JSON object {"seed": {...}, "default": {...}}.
+"""
+
+import argparse
+import dataclasses
+import gzip
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "stages"))
+
+from digits.data import load_split, scale_pixels  # noqa: E402
+from digits.idx import parse_idx_images, parse_idx_labels  # noqa: E402
+from digits.params import TrainParams, load_params  # noqa: E402
+
+# The seed model with the speed settings we recommend for small layers and batches: XLA pays
+# off when per-step overhead dominates (measured 2-3x), and 64 steps per call amortise Python.
+SEED_MODEL = {
+    "hidden_units": (128,),
+    "dropout": (0.0,),
+    "batch_size": 32,
+    "learning_rate": 1e-3,
+    "lr_schedule": "constant",
+    "warmup_epochs": 0,
+    "steps_per_execution": 64,
+    "jit_compile": True,
+}
+SGEMM_SIZE = 2048  # large enough for the BLAS to run at full speed, small enough to be quick
+N_VALIDATION = 6000  # when parsing the raw files: the same split sizes as preprocess makes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "prepared")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="alternations of a and b")
+    parser.add_argument("--only", choices=("seed", "default"), help="one configuration")
+    args = parser.parse_args()
+
+    from digits.model import make_deterministic
+
+    default = dataclasses.replace(load_params(args.params).train, epochs=args.epochs)
+    configs = {"seed": dataclasses.replace(default, **SEED_MODEL), "default": default}
+    if args.only:
+        configs = {args.only: configs[args.only]}
+    make_deterministic(default.seed)
+    train, validation = load_data(args.data_dir)
+    print(f"data: {len(train[0])} training, {len(validation[0])} validation images")
+
+    results = {}
+    for name, params in configs.items():
+        results[name] = compare(params, train, validation, args.repeats)
+        print_row(name, params, results[name])
+    print(json.dumps(results, sort_keys=True))
+
+
+def load_data(data_dir: Path):
+    """(train, validation) as (x float32 (n, 28, 28), y uint8 (n,)) pairs."""
+    if (data_dir / "x_train.npy").is_file():
+        return load_split(data_dir, "train"), load_split(data_dir, "validation")
+    mirror = os.environ.get("MNIST_MIRROR")
+    if not mirror:
+        sys.exit(f"error: no {data_dir}/x_train.npy and MNIST_MIRROR is not set")
+    images_path = Path(mirror) / "train-images-idx3-ubyte.gz"
+    labels_path = Path(mirror) / "train-labels-idx1-ubyte.gz"
+    images = parse_idx_images(gzip.decompress(images_path.read_bytes()), str(images_path))
+    labels = parse_idx_labels(gzip.decompress(labels_path.read_bytes()), str(labels_path))
+    x = scale_pixels(images)
+    return (x[N_VALIDATION:], labels[N_VALIDATION:]), (x[:N_VALIDATION], labels[:N_VALIDATION])
+
+
+def sgemm_gflops(repeats: int = 10) -> float:
+    """Median float32 matrix-multiply rate of TensorFlow on this machine, in GFLOP/s."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_uniform([SGEMM_SIZE, SGEMM_SIZE], seed=[1, 2])
+    b = tf.random.stateless_uniform([SGEMM_SIZE, SGEMM_SIZE], seed=[3, 4])
+    tf.matmul(a, b).numpy()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        tf.matmul(a, b).numpy()
+        times.append(time.perf_counter() - started)
+    return 2 * SGEMM_SIZE**3 / statistics.median(times) / 1e9
+
+
+def training_flops_per_epoch(params: TrainParams, n_images: int) -> float:
+    """About 6 FLOPs per weight per image: 2 forward, 4 backward (input and weight gradients)."""
+    widths = [28 * 28, *params.hidden_units, 10]
+    multiply_adds = sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    return 6.0 * multiply_adds * n_images
+
+
+def compare(params: TrainParams, train, validation, repeats: int) -> dict:
+    """Time both ways ``repeats`` times, alternating, with the sgemm rate measured beside each
+    round so that a busy shared CPU slows the limit as much as the two trainings."""
+    baseline_model = naive_model(params, len(train[0]))
+    project_model = project_model_for(params, train)
+    fit_naive(baseline_model, params, train, validation, epochs=1)  # warm-up: tracing
+    fit_project(project_model, params, train, validation, epochs=1)
+    baseline, project, rates = [], [], []
+    for _ in range(repeats):
+        rates.append(sgemm_gflops())
+        baseline.append(fit_naive(baseline_model, params, train, validation, params.epochs))
+        project.append(fit_project(project_model, params, train, validation, params.epochs))
+    baseline_s, project_s = statistics.median(baseline), statistics.median(project)
+    gflops = statistics.median(rates)
+    limit_s = training_flops_per_epoch(params, len(train[0])) / (gflops * 1e9)
+    return {
+        "baseline_s_per_epoch": round(baseline_s, 3),
+        "project_s_per_epoch": round(project_s, 3),
+        "ratio": round(project_s / baseline_s, 3),
+        "limit_s_per_epoch": round(limit_s, 3),
+        "ratio_to_limit": round(project_s / limit_s, 3),
+        "baseline_runs": [round(t, 3) for t in baseline],
+        "project_runs": [round(t, 3) for t in project],
+        "training_gflop_per_epoch": round(training_flops_per_epoch(params, len(train[0])) / 1e9),
+        "sgemm_gflops": round(gflops, 1),
+        "sgemm_gflops_runs": [round(rate) for rate in rates],
+    }
+
+
+def naive_model(params: TrainParams, n_train: int):
+    """The same network and optimizer in plain Keras, compiled with Keras' defaults."""
+    import keras
+
+    layers = [keras.Input(shape=(28, 28)), keras.layers.Flatten()]
+    for units, rate in zip(params.hidden_units, params.dropout, strict=True):
+        layers.append(keras.layers.Dense(units, activation="relu"))
+        if rate > 0:
+            layers.append(keras.layers.Dropout(rate))
+    layers.append(keras.layers.Dense(10, activation="softmax"))
+    model = keras.Sequential(layers)
+    learning_rate = params.learning_rate
+    if params.lr_schedule == "cosine":
+        steps = -(-n_train // params.batch_size) * params.epochs
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def project_model_for(params: TrainParams, train):
+    from digits.model import build_model, steps_per_epoch
+
+    return build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
+
+
+def fit_naive(model, params: TrainParams, train, validation, epochs: int) -> float:
+    """Seconds per epoch of ``model.fit`` on NumPy arrays."""
+    started = time.perf_counter()
+    model.fit(
+        *train, batch_size=params.batch_size, epochs=epochs, validation_data=validation, verbose=0
+    )
+    return (time.perf_counter() - started) / epochs
+
+
+def fit_project(model, params: TrainParams, train, validation, epochs: int) -> float:
+    """Seconds per epoch of the train stage's ``train_model``."""
+    from digits.model import train_model
+
+    params = dataclasses.replace(params, epochs=epochs)
+    started = time.perf_counter()
+    train_model(model, train, validation, params, callbacks=[], verbose=0)
+    return (time.perf_counter() - started) / epochs
+
+
+def print_row(name: str, params: TrainParams, result: dict) -> None:
+    model = "-".join(map(str, params.hidden_units))
+    print(
+        f"{name:8s} {model:>8s} batch {params.batch_size:4d}"
+        f" | plain Keras {result['baseline_s_per_epoch']:6.2f} s/epoch"
+        f" | project {result['project_s_per_epoch']:6.2f} s/epoch"
+        f" ({result['ratio']:.2f}x)"
+        f" | limit {result['limit_s_per_epoch']:5.2f} s/epoch"
+        f" at {result['sgemm_gflops']:.0f} GFLOP/s"
+        f" ({result['ratio_to_limit']:.2f}x the limit)",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

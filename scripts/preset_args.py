@@ -1,0 +1,85 @@
+"""Print the `dvc exp run` arguments that apply a preset: one ``-S key=value`` per key it sets.
+
+    dvc exp run $(python scripts/preset_args.py presets/best.yaml)
+
+A preset has the structure of params.yaml and only the keys it overrides. It is checked against
+params.yaml first, so a misspelt key or a bad value stops here with the key named, not halfway
+through an experiment. Values are printed without spaces, so the shell's word splitting of
+``$(...)`` keeps each ``-S`` argument whole.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "stages"))
+
+from digits.cli import run_stage  # noqa: E402
+from digits.params import ParamsError, load_params, parse_params  # noqa: E402
+
+
+def preset_overrides(preset: dict, prefix: str = "") -> list[str]:
+    """Flatten nested ``preset`` into ``dotted.key=value`` overrides, in file order."""
+    overrides = []
+    for key, value in preset.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            overrides.extend(preset_overrides(value, dotted + "."))
+        else:
+            overrides.append(f"{dotted}={format_value(value, dotted)}")
+    return overrides
+
+
+def format_value(value: Any, key: str) -> str:
+    """A YAML scalar or list as DVC's ``-S`` (Hydra) syntax, with no spaces."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ",".join(format_value(item, key) for item in value) + "]"
+    if isinstance(value, str) and value.replace("_", "").isalnum():
+        return value
+    raise ParamsError(f"{key}: expected a number, true/false, a word or a list, got {value!r}")
+
+
+def merge_preset(params: dict, preset: dict) -> dict:
+    """Return ``params`` with ``preset``'s keys replaced (nested mappings merged key by key)."""
+    merged = dict(params)
+    for key, value in preset.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_preset(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_preset(path: Path, params_path: Path) -> dict:
+    """Read preset ``path``; raise ``ParamsError`` unless it makes params.yaml valid params."""
+    try:
+        preset = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise ParamsError(f"{path}: cannot read the preset ({error})") from None
+    if not isinstance(preset, dict) or not preset:
+        raise ParamsError(f"{path}: expected a mapping of params.yaml keys to override")
+    load_params(params_path)  # the base must be valid on its own
+    base = yaml.safe_load(Path(params_path).read_text(encoding="utf-8"))
+    parse_params(merge_preset(base, preset), source=f"{params_path} with {path}")
+    return preset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("preset", type=Path)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args()
+    overrides = preset_overrides(load_preset(args.preset, args.params))
+    print(" ".join(f"-S {override}" for override in overrides))
+
+
+if __name__ == "__main__":
+    run_stage(main)

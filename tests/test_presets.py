@@ -1,0 +1,62 @@
+"""Presets: every file in presets/ is valid over params.yaml, and its -S args say the same."""
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from dvc.utils.hydra import apply_overrides
+
+from digits.params import ParamsError, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "preset_args.py"
+PRESETS = sorted((ROOT / "presets").glob("*.yaml"))
+
+spec = importlib.util.spec_from_file_location("preset_args", SCRIPT)
+preset_args = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(preset_args)
+
+
+def test_overrides_are_dotted_and_free_of_spaces():
+    preset = {"train": {"hidden_units": [1024, 1024], "jit_compile": True, "augment": {"a": 1.5}}}
+    assert preset_args.preset_overrides(preset) == [
+        "train.hidden_units=[1024,1024]",
+        "train.jit_compile=true",
+        "train.augment.a=1.5",
+    ]
+
+
+def test_unknown_key_in_preset_is_named(tmp_path):
+    preset = tmp_path / "typo.yaml"
+    preset.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ParamsError, match=r"train\.epoch: unknown key; did you mean"):
+        preset_args.load_preset(preset, ROOT / "params.yaml")
+
+
+def test_bad_value_in_preset_is_named(tmp_path):
+    preset = tmp_path / "bad.yaml"
+    preset.write_text("train:\n  augment:\n    rotation_deg: 90\n")
+    with pytest.raises(ParamsError, match=r"train\.augment\.rotation_deg: expected 0 to 45"):
+        preset_args.load_preset(preset, ROOT / "params.yaml")
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=[path.stem for path in PRESETS])
+def test_dvc_applies_preset_args_as_written(preset, tmp_path):
+    """What `dvc exp run -S ...` does to params.yaml equals merging the preset file into it."""
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    printed = subprocess.run(
+        [sys.executable, str(SCRIPT), str(preset), "--params", str(params)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert printed[0::2] == ["-S"] * (len(printed) // 2)
+    apply_overrides(params, printed[1::2])
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    expected = parse_params(preset_args.merge_preset(base, yaml.safe_load(preset.read_text())))
+    assert load_params(params) == expected
