@@ -2,14 +2,15 @@
 
     python stages/train.py --data-dir data/prepared --model data/model.keras \
         --history plots/training.csv
+
+With TF_CONFIG set, trains as one of several workers (see stages/digits/distribute.py).
 """
 
-import argparse
 import logging
 import time
-from pathlib import Path
 
-from digits.cli import progress_on_terminal, run_stage
+from digits import distribute
+from digits.cli import progress_on_terminal, run_stage, stage_arguments
 from digits.data import load_split
 from digits.files import atomic_path
 from digits.params import load_params
@@ -18,12 +19,7 @@ log = logging.getLogger("train")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--data-dir", type=Path, required=True)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--history", type=Path, required=True)
-    args = parser.parse_args()
+    args = stage_arguments(__doc__, "--data-dir", "--model", "--history")
 
     params = load_params(args.params).train
     train = load_split(args.data_dir, "train")
@@ -39,8 +35,12 @@ def main() -> None:
         train_model,
     )
 
+    worker = distribute.worker_from_env()  # None unless TF_CONFIG is set
+    strategy = distribute.make_strategy(worker, params.batch_size)
+    params = distribute.params_for_worker(worker, params)
     make_deterministic(params.seed)
-    model = build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
+    with distribute.strategy_scope(strategy):
+        model = build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
     log.info(
         "model %s: %d parameters; %d training, %d validation images",
         "-".join(map(str, params.hidden_units)),
@@ -50,7 +50,10 @@ def main() -> None:
     )
 
     started = time.perf_counter()
-    with atomic_path(args.history, suffix=".csv") as history_tmp:
+    with (
+        distribute.worker_output(worker, args.history) as history_path,
+        atomic_path(history_path, suffix=".csv") as history_tmp,
+    ):
         train_model(
             model,
             train,
@@ -66,8 +69,10 @@ def main() -> None:
         elapsed,
         elapsed / params.epochs,
     )
-    save_model(model, args.model)
-    log.info("wrote %s and %s", args.model, args.history)
+    with distribute.worker_output(worker, args.model) as model_path:
+        save_model(model, model_path)
+    if distribute.is_chief(worker):
+        log.info("wrote %s and %s", args.model, args.history)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,11 @@ import keras
 import numpy as np
 import pytest
 
+from digits.augment import _sample_bilinear, distort_images
 from digits.model import (
     FusedAdam,
     ModelError,
-    _sample_bilinear,
     build_model,
-    distort_images,
     learning_rate_schedule,
     load_model,
     make_deterministic,

@@ -1,6 +1,7 @@
 """The pipeline through real `dvc repro`, in a copy of the project: tiny synthetic data (fast),
 then the real MNIST from $MNIST_MIRROR (slow)."""
 
+import ast
 import json
 import os
 import signal
@@ -195,3 +196,35 @@ def test_committed_lock_matches_the_code_params_and_results():
             if node != value:
                 stale.append(f"{name}: params {key}")
     assert stale == [], f"dvc.lock does not match (run `dvc repro` and commit): {stale}"
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The ``stages/digits/*.py`` files that ``path`` imports, directly or through each other."""
+    found: set[str] = set()
+    pending = [path]
+    while pending:
+        tree = ast.parse(pending.pop().read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module == "digits":
+                names = [f"digits.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("digits."):
+                names = [node.module]
+            for name in names:
+                module = f"stages/{name.replace('.', '/')}.py"
+                if module not in found:
+                    found.add(module)
+                    pending.append(PROJECT_ROOT / module)
+    return found
+
+
+def test_each_stage_declares_the_code_it_runs():
+    """dvc.yaml is the map: a stage whose code changes must rerun, so every shared module a
+    stage script imports (directly or not) is one of its deps."""
+    stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        script = stage["cmd"].split()[1]
+        declared = {dep for dep in stage["deps"] if dep.startswith("stages/")}
+        needed = imported_modules(PROJECT_ROOT / script) | {script}
+        assert needed <= declared, f"{name}: add {sorted(needed - declared)} to its deps"
+        assert declared <= needed, f"{name}: {sorted(declared - needed)} are not used"

@@ -13,10 +13,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from digits.augment import distort_images  # noqa: E402
+from digits.distribute import shard_by_data  # noqa: E402
 from digits.errors import DigitsError  # noqa: E402
 from digits.files import atomic_path, rerun_hint  # noqa: E402
 from digits.idx import IMAGE_SHAPE, N_CLASSES  # noqa: E402
-from digits.params import AugmentParams, TrainParams  # noqa: E402
+from digits.params import TrainParams  # noqa: E402
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest time a zip entry can hold
 
@@ -189,66 +191,6 @@ def _labels(y: np.ndarray, params: TrainParams) -> np.ndarray:
     return y
 
 
-ELASTIC_GRID = 4  # control points per side: one random push every ~9 pixels, smooth in between
-
-
-def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Tensor:
-    """Randomly shift, rotate, zoom and elastically distort each image of float32 (b, 28, 28).
-
-    Every output pixel reads the input, bilinearly, at its position mapped by the image's own
-    random affine transform plus a smooth displacement field (a random ``ELASTIC_GRID`` square
-    of offsets resized bicubically to 28x28, a cheap stand-in for Simard's Gaussian-smoothed
-    field). ``seed`` is int64 (2,): the same seed gives the same images.
-    """
-    count = tf.shape(images)[0]
-    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
-
-    def uniform(limit: float, shape, key) -> tf.Tensor:
-        return tf.random.stateless_uniform(shape, key, minval=-limit, maxval=limit)
-
-    angle = uniform(math.radians(augment.rotation_deg), [count, 1, 1], seeds[0])
-    zoom = 1.0 + uniform(augment.scale, [count, 1, 1], seeds[1])
-    shift = uniform(augment.shift_px, [count, 1, 1, 2], seeds[2])
-    rows, columns = IMAGE_SHAPE
-    centre_y, centre_x = (rows - 1) / 2, (columns - 1) / 2
-    grid_y, grid_x = tf.meshgrid(
-        tf.range(rows, dtype=tf.float32) - centre_y,
-        tf.range(columns, dtype=tf.float32) - centre_x,
-        indexing="ij",
-    )
-    # Inverse map: where in the input does each output pixel come from.
-    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
-    source_y = cos * grid_y - sin * grid_x + centre_y - shift[..., 0]
-    source_x = sin * grid_y + cos * grid_x + centre_x - shift[..., 1]
-    if augment.elastic_px > 0:
-        offsets = uniform(augment.elastic_px, [count, ELASTIC_GRID, ELASTIC_GRID, 2], seeds[3])
-        field = tf.image.resize(offsets, IMAGE_SHAPE, method="bicubic")
-        source_y += field[..., 0]
-        source_x += field[..., 1]
-    return _sample_bilinear(images, source_y, source_x)
-
-
-def _sample_bilinear(images: tf.Tensor, source_y: tf.Tensor, source_x: tf.Tensor) -> tf.Tensor:
-    """Read ``images`` (b, h, w) at fractional positions (b, h, w); outside the image is 0."""
-    rows, columns = IMAGE_SHAPE
-    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1]])  # a zero border to read beyond the edge
-    flat = tf.reshape(padded, [tf.shape(images)[0], (rows + 2) * (columns + 2)])
-    y = tf.clip_by_value(source_y + 1, 0, rows + 1)
-    x = tf.clip_by_value(source_x + 1, 0, columns + 1)
-    y0, x0 = tf.floor(y), tf.floor(x)
-    weight_y, weight_x = y - y0, x - x0
-
-    def pixel(row: tf.Tensor, column: tf.Tensor) -> tf.Tensor:
-        row = tf.cast(tf.minimum(row, rows + 1), tf.int32)
-        column = tf.cast(tf.minimum(column, columns + 1), tf.int32)
-        index = tf.reshape(row * (columns + 2) + column, [tf.shape(images)[0], -1])
-        return tf.reshape(tf.gather(flat, index, batch_dims=1), tf.shape(images))
-
-    top = (1 - weight_x) * pixel(y0, x0) + weight_x * pixel(y0, x0 + 1)
-    bottom = (1 - weight_x) * pixel(y0 + 1, x0) + weight_x * pixel(y0 + 1, x0 + 1)
-    return (1 - weight_y) * top + weight_y * bottom
-
-
 def train_model(
     model: keras.Model,
     train: tuple[np.ndarray, np.ndarray],
@@ -259,9 +201,9 @@ def train_model(
 ) -> keras.callbacks.History:
     """Fit ``model`` on ``train`` = (x float32 (n, 28, 28), y uint8 (n,)); validate every epoch."""
     return model.fit(
-        training_batches(*train, params),
+        shard_by_data(training_batches(*train, params)),
         epochs=params.epochs,
-        validation_data=validation_batches(*validation, params),
+        validation_data=shard_by_data(validation_batches(*validation, params)),
         shuffle=False,  # training_batches shuffles, seeded
         callbacks=callbacks,
         verbose=verbose,

@@ -1,0 +1,226 @@
+"""Multi-worker training: TF_CONFIG parsing, batch split, who keeps outputs, and two real workers
+on 127.0.0.1 training the tiny data through stages/train.py."""
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+import yaml
+from conftest import (
+    PROJECT_ROOT,
+    load_project_params,
+    tiny_mnist_files,
+    tiny_params,
+    write_mirror,
+)
+
+from digits import distribute
+from digits.distribute import (
+    DistributeError,
+    Worker,
+    is_chief,
+    params_for_worker,
+    parse_tf_config,
+    per_worker_batch_size,
+    shard_by_data,
+    strategy_scope,
+    worker_from_env,
+    worker_output,
+)
+from digits.params import parse_params
+
+TWO_WORKERS = {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]}
+
+
+def tf_config(cluster: dict, task_type: str, index) -> str:
+    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+
+
+@pytest.mark.parametrize(
+    ("cluster", "task_type", "index", "expected"),
+    [
+        (TWO_WORKERS, "worker", 0, Worker("worker", 0, n_workers=2, is_chief=True)),
+        (TWO_WORKERS, "worker", 1, Worker("worker", 1, n_workers=2, is_chief=False)),
+        # With a "chief" job, worker 0 is an ordinary worker and the chief counts as one more.
+        ({"chief": ["h0:1"], **TWO_WORKERS}, "chief", 0, Worker("chief", 0, 3, is_chief=True)),
+        ({"chief": ["h0:1"], **TWO_WORKERS}, "worker", 0, Worker("worker", 0, 3, is_chief=False)),
+        # Jobs that do not train (parameter servers) are not counted.
+        ({"ps": ["h9:1"], **TWO_WORKERS}, "worker", 1, Worker("worker", 1, 2, is_chief=False)),
+    ],
+)
+def test_parse_tf_config(cluster, task_type, index, expected):
+    assert parse_tf_config(tf_config(cluster, task_type, index)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "TF_CONFIG: not valid JSON"),
+        ('{"task": {"type": "worker", "index": 0}}', "TF_CONFIG: cluster: expected a JSON object"),
+        (json.dumps({"cluster": TWO_WORKERS}), "TF_CONFIG: task: expected a JSON object"),
+        (tf_config(TWO_WORKERS, "worker", 2), "task.index: expected an index into cluster.worker"),
+        (tf_config(TWO_WORKERS, "worker", "0"), "task.index: expected an index"),
+        (tf_config(TWO_WORKERS, "ps", 0), "task.type: expected one of chief, worker, got 'ps'"),
+        (tf_config({"worker": "h1:1"}, "worker", 0), "cluster.worker: expected a list"),
+        (tf_config({"chief": ["a:1", "b:1"]}, "chief", 0), "cluster.chief: expected at most one"),
+    ],
+)
+def test_parse_tf_config_names_what_is_wrong(text, message):
+    with pytest.raises(DistributeError, match=message):
+        parse_tf_config(text)
+
+
+def test_worker_from_env_is_none_without_tf_config():
+    assert worker_from_env({}) is None
+    assert worker_from_env({"TF_CONFIG": "  "}) is None
+    assert worker_from_env({"TF_CONFIG": tf_config(TWO_WORKERS, "worker", 1)}).index == 1
+
+
+def test_without_tf_config_nothing_changes(tmp_path):
+    """No strategy, no scope, and every output at its own path: today's single-process run."""
+    assert distribute.make_strategy(None, batch_size=128) is None
+    with strategy_scope(None):
+        assert not tf.distribute.has_strategy()
+    assert is_chief(None)
+    with worker_output(None, tmp_path / "model.keras") as path:
+        assert path == tmp_path / "model.keras"
+
+
+def test_batch_size_is_global_and_must_split_evenly():
+    assert per_worker_batch_size(128, 1) == 128
+    assert per_worker_batch_size(128, 2) == 64
+    with pytest.raises(DistributeError, match="train.batch_size 128 .* use a multiple of 3"):
+        per_worker_batch_size(128, 3)
+
+
+def test_several_workers_take_one_step_per_call():
+    params = parse_params(load_project_params()).train
+    assert params.steps_per_execution > 1
+    assert params_for_worker(None, params) is params
+    one_step = params_for_worker(Worker("worker", 1, n_workers=2, is_chief=False), params)
+    assert one_step == dataclasses.replace(params, steps_per_execution=1)
+
+
+def test_the_chief_writes_its_outputs_in_place(tmp_path):
+    chief = Worker("worker", 0, n_workers=2, is_chief=True)
+    with worker_output(chief, tmp_path / "plots/training.csv") as path:
+        assert path == tmp_path / "plots/training.csv"
+
+
+def test_other_workers_write_to_a_directory_that_is_removed(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    other = Worker("worker", 1, n_workers=2, is_chief=False)
+    with worker_output(other, tmp_path / "data/model.keras") as path:
+        assert path.name == "model.keras"
+        assert path.parent.parent == scratch
+        path.write_bytes(b"a worker's copy")
+    assert list(scratch.iterdir()) == []
+    assert not (tmp_path / "data").exists()
+
+
+def test_shard_by_data_sets_the_data_policy():
+    dataset = shard_by_data(tf.data.Dataset.range(4).batch(2))
+    policy = dataset.options().experimental_distribute.auto_shard_policy
+    assert policy == tf.data.experimental.AutoShardPolicy.DATA
+    assert [b.tolist() for b in dataset.as_numpy_iterator()] == [[0, 1], [2, 3]]
+
+
+TRAIN_SCRIPT = PROJECT_ROOT / "stages/train.py"
+
+
+def train_stage_is_distributed() -> bool:
+    return "digits.distribute" in TRAIN_SCRIPT.read_text() or (
+        "from digits import distribute" in TRAIN_SCRIPT.read_text()
+    )
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now (the OS picks them; a race with another process is possible
+    but unlikely)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def run_stage(script: str, *args: str, cwd: Path, env: dict) -> None:
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "stages" / script), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, f"{script} failed:\n{result.stderr}"
+
+
+def files_under(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
+
+
+@pytest.mark.skipif(
+    not train_stage_is_distributed(), reason="train stage has no multi-worker support yet"
+)
+def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
+    files = tiny_mnist_files()
+    mirror = write_mirror(tmp_path / "mirror", files)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(files), sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update(MNIST_MIRROR=str(mirror), CUDA_VISIBLE_DEVICES="-1")
+    run_stage("download.py", "--out-dir", "data/raw", cwd=tmp_path, env=env)
+    run_stage(
+        "preprocess.py",
+        "--raw-dir",
+        "data/raw",
+        "--out-dir",
+        "data/prepared",
+        cwd=tmp_path,
+        env=env,
+    )
+
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = []
+    for index in range(2):
+        out, scratch = tmp_path / f"worker{index}", tmp_path / f"tmp{index}"
+        scratch.mkdir()
+        worker_env = dict(env, TF_CONFIG=tf_config(cluster, "worker", index), TMPDIR=str(scratch))
+        command = [
+            sys.executable,
+            str(TRAIN_SCRIPT),
+            *("--params", "params.yaml", "--data-dir", "data/prepared"),
+            *("--model", str(out / "data/model.keras")),
+            *("--history", str(out / "plots/training.csv")),
+        ]
+        log = (tmp_path / f"worker{index}.log").open("w")
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=worker_env, stdout=log, stderr=subprocess.STDOUT
+        )
+        workers.append(process)
+    try:
+        codes = [process.wait(timeout=100) for process in workers]
+    finally:
+        for process in workers:
+            process.kill()
+    logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+    assert codes == [0, 0], "\n\n".join(logs)
+
+    assert "worker 0 of 2 training tasks (chief: keeps the outputs): 16 of every 32" in logs[0]
+    assert "worker 1 of 2 training tasks: 16 of every 32" in logs[1]
+    assert (tmp_path / "worker0/data/model.keras").stat().st_size > 1000
+    curves = (tmp_path / "worker0/plots/training.csv").read_text().splitlines()
+    assert curves[0].startswith("epoch,accuracy,loss,val_accuracy,val_loss")
+    assert len(curves) == 1 + tiny_params(files)["train"]["epochs"]
+    assert files_under(tmp_path / "worker1") == []
+    assert files_under(tmp_path / "tmp1") == []
