@@ -115,6 +115,23 @@ def copy_project(destination: Path) -> Path:
     return destination
 
 
+def tiny_workspace(root: Path, project: bool = True) -> tuple[Path, Path]:
+    """Under ``root``: a mirror directory of tiny MNIST-like files, and a copy of the project
+    (or, with ``project=False``, an empty work directory) whose params.yaml expects them and
+    trains in seconds. Returns (work directory, mirror)."""
+    files = tiny_mnist_files()
+    mirror = write_mirror(root / "mirror", files)
+    workdir = copy_project(root / "project") if project else root / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(tiny_params(files), sort_keys=False))
+    return workdir, mirror
+
+
+def commit_all(project: Path, message: str) -> None:
+    subprocess.run([*GIT, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*GIT, "commit", "-qm", message], cwd=project, check=True)
+
+
 def venv_env(**extra: str) -> dict:
     """Environment in which ``python`` and ``dvc`` are this interpreter's (dvc.yaml runs
     ``python stages/...``)."""

@@ -12,18 +12,16 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import (
-    GIT,
     PROJECT_ROOT,
     STAGES,
+    commit_all,
     copy_project,
     dvc,
     load_project_params,
     md5_hex,
     stages_run,
-    tiny_mnist_files,
-    tiny_params,
+    tiny_workspace,
     venv_env,
-    write_mirror,
 )
 
 
@@ -55,15 +53,11 @@ def restore(project: Path, env: dict) -> None:
 def tiny_project(tmp_path_factory) -> tuple[Path, dict]:
     """A copy of the project on tiny data, after one full `dvc repro`, results committed."""
     root = tmp_path_factory.mktemp("tiny")
-    files = tiny_mnist_files()
-    mirror = write_mirror(root / "mirror", files)
-    project = copy_project(root / "project")
-    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(files), sort_keys=False))
+    project, mirror = tiny_workspace(root)
     env = venv_env(MNIST_MIRROR=str(mirror))
     result = dvc(project, "repro", env=env)
     assert stages_run(result.stdout) == list(STAGES)
-    subprocess.run([*GIT, "add", "-A"], cwd=project, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "tiny results"], cwd=project, check=True)
+    commit_all(project, "tiny results")
     return project, env
 
 
@@ -100,7 +94,7 @@ def test_params_change_reruns_only_downstream_stages(tiny_project):
     project, env = tiny_project
     set_param(project, "train", "epochs", 1)
     status = json.loads(dvc(project, "status", "--json", env=env).stdout)
-    assert sorted(status) == ["train"]  # evaluate changes once train has written a new model
+    assert sorted(status) == ["evaluate", "train"]
     assert stages_run(dvc(project, "repro", env=env).stdout) == ["train", "evaluate"]
     restore(project, env)
 
@@ -112,6 +106,19 @@ def test_misspelt_param_fails_repro_with_a_suggestion(tiny_project):
     result = dvc(project, "repro", env=env, check=False)
     assert result.returncode != 0
     assert "train.epoch: unknown key; did you mean 'train.epochs'?" in result.stderr
+    restore(project, env)
+    assert outputs(project) == before
+
+
+def test_unknown_section_fails_repro_though_no_stage_reads_it(tiny_project):
+    project, env = tiny_project
+    before = outputs(project)
+    path = project / "params.yaml"
+    path.write_text(path.read_text() + "trian:\n  epochs: 3\n")
+    result = dvc(project, "repro", env=env, check=False)
+    assert result.returncode != 0
+    assert stages_run(result.stdout) == ["evaluate"]
+    assert "trian: unknown key; did you mean 'train'?" in result.stderr
     restore(project, env)
     assert outputs(project) == before
 

@@ -11,17 +11,13 @@ from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 from conftest import (
-    GIT,
     STAGES,
-    copy_project,
+    commit_all,
     dvc,
     stages_run,
-    tiny_mnist_files,
-    tiny_params,
+    tiny_workspace,
     venv_env,
-    write_mirror,
 )
 from moto.server import ThreadedMotoServer
 
@@ -68,22 +64,14 @@ def data_files(project: Path) -> dict[str, bytes]:
     }
 
 
-def commit(project: Path, message: str) -> None:
-    subprocess.run([*GIT, "add", "-A"], cwd=project, check=True)
-    subprocess.run([*GIT, "commit", "-qm", message], cwd=project, check=True)
-
-
 @pytest.fixture(scope="module")
 def tiny_project(tmp_path_factory) -> tuple[Path, dict]:
     """A copy of the project on tiny data after one full `dvc repro`, results committed."""
     root = tmp_path_factory.mktemp("remote")
-    files = tiny_mnist_files()
-    mirror = write_mirror(root / "mirror", files)
-    project = copy_project(root / "project")
-    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(files), sort_keys=False))
+    project, mirror = tiny_workspace(root)
     env = isolated_env(root, MNIST_MIRROR=str(mirror))
     assert stages_run(dvc(project, "repro", env=env).stdout) == list(STAGES)
-    commit(project, "tiny results")
+    commit_all(project, "tiny results")
     return project, env
 
 
@@ -103,7 +91,7 @@ def s3_endpoint(tiny_project) -> Iterator[str]:
 def push_and_clone(project: Path, clone: Path, env: dict, local_config: list[str]) -> Path:
     """Commit the remote's settings, `dvc push`, `git clone` the project into ``clone`` and
     apply there the machine-local ``dvc remote modify --local`` arguments, if any."""
-    commit(project, "remote storage")
+    commit_all(project, "remote storage")
     dvc(project, "push", env=env)
     subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
     if local_config:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, tiny_mnist_files, tiny_params, venv_env, write_mirror
+from conftest import PROJECT_ROOT, tiny_workspace, venv_env, write_mirror
 
 from digits.idx import encode_idx
 
@@ -46,11 +46,7 @@ def snapshot(directory: Path) -> dict[str, str]:
 def finished(tmp_path_factory) -> tuple[Path, Path, dict]:
     """A workdir where all four stages ran directly on tiny data: (workdir, mirror, env)."""
     root = tmp_path_factory.mktemp("robust")
-    files = tiny_mnist_files()
-    mirror = write_mirror(root / "mirror", files)
-    workdir = root / "work"
-    workdir.mkdir()
-    (workdir / "params.yaml").write_text(yaml.safe_dump(tiny_params(files), sort_keys=False))
+    workdir, mirror = tiny_workspace(root, project=False)
     env = venv_env(MNIST_MIRROR=str(mirror))
     for stage in STAGE_COMMANDS:
         result = run_stage(workdir, stage, env)

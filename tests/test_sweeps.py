@@ -2,19 +2,14 @@
 `dvc exp run --queue -S 'train.epochs=1,3'` + `dvc queue start` + `dvc exp show`."""
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
-import yaml
 from conftest import (
-    GIT,
-    copy_project,
+    commit_all,
     dvc,
-    tiny_mnist_files,
-    tiny_params,
+    tiny_workspace,
     venv_env,
-    write_mirror,
 )
 
 SWEEP_TIMEOUT_S = 600
@@ -40,14 +35,10 @@ def experiments(project: Path, env: dict) -> dict[str, dict]:
 
 
 def test_queued_two_point_sweep_runs_and_is_listed(tmp_path):
-    files = tiny_mnist_files()
-    mirror = write_mirror(tmp_path / "mirror", files)
-    project = copy_project(tmp_path / "project")
-    (project / "params.yaml").write_text(yaml.safe_dump(tiny_params(files), sort_keys=False))
+    project, mirror = tiny_workspace(tmp_path)
     env = venv_env(MNIST_MIRROR=str(mirror))
     dvc(project, "repro", env=env)
-    subprocess.run([*GIT, "add", "-A"], cwd=project, check=True)
-    subprocess.run([*GIT, "commit", "-qm", "tiny baseline"], cwd=project, check=True)
+    commit_all(project, "tiny baseline")
 
     queued = dvc(project, "exp", "run", "--queue", "-S", "train.epochs=1,3", env=env)
     assert queued.stdout.count("Queued experiment") == 2
