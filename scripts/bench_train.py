@@ -3,10 +3,13 @@
     python scripts/bench_train.py [--epochs 3] [--repeats 3]
 
 For two configurations, ``seed`` (one hidden Dense 128, batch 32, Adam 1e-3) and ``default``
-(params.yaml's train section), it times in this one process, after a warm-up epoch each:
-(a) plain Keras: the same model and hyperparameters, ``model.fit`` on NumPy arrays with default
-settings, and (b) ``digits.model.train_model``. Baseline and project alternate ``--repeats``
-times and the median seconds per epoch is reported, since the CPU may be shared. The hardware
+(params.yaml's train section), it times in this one process (a) plain Keras: the same model and
+hyperparameters, ``model.fit`` on NumPy arrays with default settings, (b) the train stage's
+``digits.model.train_model``, and, to show what our training loop buys, (c) the same with
+``train.training_loop: keras_fit``. Each measurement trains 1 + ``--epochs`` epochs, validating
+after each, and a callback times the epochs after the first (the warm-up, which traces the
+TensorFlow functions). The three alternate ``--repeats`` times and the median seconds per epoch
+is reported, since the CPU may be shared. The hardware
 limit is the model's training FLOPs per epoch (about 6 x the multiply-adds of one forward pass,
 per image) divided by this machine's float32 matrix-multiply rate.
 
@@ -31,8 +34,8 @@ from digits.data import load_split, scale_pixels  # noqa: E402
 from digits.idx import parse_idx_images, parse_idx_labels  # noqa: E402
 from digits.params import TrainParams, load_params  # noqa: E402
 
-# The seed model with the speed settings we recommend for small layers and batches: XLA pays
-# off when per-step overhead dominates (measured 2-3x), and 64 steps per call amortise Python.
+# The seed model with the speed settings that measure fastest for it: 64 steps per call, and no
+# XLA (in our loop, launching the compiled step costs more than its fusions save at this size).
 SEED_MODEL = {
     "hidden_units": (128,),
     "dropout": (0.0,),
@@ -41,7 +44,7 @@ SEED_MODEL = {
     "lr_schedule": "constant",
     "warmup_epochs": 0,
     "steps_per_execution": 64,
-    "jit_compile": True,
+    "jit_compile": False,
 }
 SGEMM_SIZE = 2048  # large enough for the BLAS to run at full speed, small enough to be quick
 N_VALIDATION = 6000  # when parsing the raw files: the same split sizes as preprocess makes
@@ -111,29 +114,40 @@ def training_flops_per_epoch(params: TrainParams, n_images: int) -> float:
 
 
 def compare(params: TrainParams, train, validation, repeats: int) -> dict:
-    """Time both ways ``repeats`` times, alternating, with the sgemm rate measured beside each
-    round so that a busy shared CPU slows the limit as much as the two trainings."""
-    baseline_model = naive_model(params, len(train[0]))
-    project_model = project_model_for(params, train)
-    fit_naive(baseline_model, params, train, validation, epochs=1)  # warm-up: tracing
-    fit_project(project_model, params, train, validation, epochs=1)
-    baseline, project, rates = [], [], []
+    """Time each way ``repeats`` times, alternating, with the sgemm rate measured beside each
+    round so that a busy shared CPU slows the limit as much as the trainings."""
+    # model.fit at its fastest: Keras' XLA step draws dropout masks ~50x slower on CPU.
+    keras_fit = dataclasses.replace(
+        params,
+        training_loop="keras_fit",
+        jit_compile=params.jit_compile and not any(params.dropout),
+    )
+    models = {
+        "baseline": (naive_model(params, len(train[0])), fit_naive, params),
+        "project": (project_model_for(params, train), fit_project, params),
+        "keras_fit": (project_model_for(keras_fit, train), fit_project, keras_fit),
+    }
+    times = {name: [] for name in models}
+    rates = []
     for _ in range(repeats):
         rates.append(sgemm_gflops())
-        baseline.append(fit_naive(baseline_model, params, train, validation, params.epochs))
-        project.append(fit_project(project_model, params, train, validation, params.epochs))
-    baseline_s, project_s = statistics.median(baseline), statistics.median(project)
+        for name, (model, fit, fit_params) in models.items():
+            times[name].append(fit(model, fit_params, train, validation, params.epochs))
+    seconds = {name: statistics.median(runs) for name, runs in times.items()}
     gflops = statistics.median(rates)
-    limit_s = training_flops_per_epoch(params, len(train[0])) / (gflops * 1e9)
+    flops = training_flops_per_epoch(params, len(train[0]))
+    limit_s = flops / (gflops * 1e9)
     return {
-        "baseline_s_per_epoch": round(baseline_s, 3),
-        "project_s_per_epoch": round(project_s, 3),
-        "ratio": round(project_s / baseline_s, 3),
+        "baseline_s_per_epoch": round(seconds["baseline"], 3),
+        "project_s_per_epoch": round(seconds["project"], 3),
+        "ratio": round(seconds["project"] / seconds["baseline"], 3),
         "limit_s_per_epoch": round(limit_s, 3),
-        "ratio_to_limit": round(project_s / limit_s, 3),
-        "baseline_runs": [round(t, 3) for t in baseline],
-        "project_runs": [round(t, 3) for t in project],
-        "training_gflop_per_epoch": round(training_flops_per_epoch(params, len(train[0])) / 1e9),
+        "ratio_to_limit": round(seconds["project"] / limit_s, 3),
+        "keras_fit_s_per_epoch": round(seconds["keras_fit"], 3),
+        "baseline_runs": [round(t, 3) for t in times["baseline"]],
+        "project_runs": [round(t, 3) for t in times["project"]],
+        "keras_fit_runs": [round(t, 3) for t in times["keras_fit"]],
+        "training_gflop_per_epoch": round(flops / 1e9),
         "sgemm_gflops": round(gflops, 1),
         "sgemm_gflops_runs": [round(rate) for rate in rates],
     }
@@ -168,23 +182,47 @@ def project_model_for(params: TrainParams, train):
     return build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
 
 
+def epoch_timer():
+    """A Keras callback keeping the time at the end of every epoch in ``.ends``."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.ends = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.ends.append(time.perf_counter())
+
+    return EpochTimer()
+
+
+def steady_seconds_per_epoch(timer, epochs: int) -> float:
+    """Seconds per epoch after the first, which traces the TensorFlow functions (warm-up)."""
+    return (timer.ends[-1] - timer.ends[0]) / epochs
+
+
 def fit_naive(model, params: TrainParams, train, validation, epochs: int) -> float:
-    """Seconds per epoch of ``model.fit`` on NumPy arrays."""
-    started = time.perf_counter()
+    """Seconds per epoch of ``model.fit`` on NumPy arrays, after one warm-up epoch."""
+    timer = epoch_timer()
     model.fit(
-        *train, batch_size=params.batch_size, epochs=epochs, validation_data=validation, verbose=0
+        *train,
+        batch_size=params.batch_size,
+        epochs=1 + epochs,
+        validation_data=validation,
+        callbacks=[timer],
+        verbose=0,
     )
-    return (time.perf_counter() - started) / epochs
+    return steady_seconds_per_epoch(timer, epochs)
 
 
 def fit_project(model, params: TrainParams, train, validation, epochs: int) -> float:
-    """Seconds per epoch of the train stage's ``train_model``."""
+    """Seconds per epoch of the train stage's ``train_model``, after one warm-up epoch."""
     from digits.model import train_model
 
-    params = dataclasses.replace(params, epochs=epochs)
-    started = time.perf_counter()
-    train_model(model, train, validation, params, callbacks=[], verbose=0)
-    return (time.perf_counter() - started) / epochs
+    timer = epoch_timer()
+    params = dataclasses.replace(params, epochs=1 + epochs)
+    train_model(model, train, validation, params, callbacks=[timer], verbose=0)
+    return steady_seconds_per_epoch(timer, epochs)
 
 
 def print_row(name: str, params: TrainParams, result: dict) -> None:
@@ -193,7 +231,7 @@ def print_row(name: str, params: TrainParams, result: dict) -> None:
         f"{name:8s} {model:>8s} batch {params.batch_size:4d}"
         f" | plain Keras {result['baseline_s_per_epoch']:6.2f} s/epoch"
         f" | project {result['project_s_per_epoch']:6.2f} s/epoch"
-        f" ({result['ratio']:.2f}x)"
+        f" ({result['ratio']:.2f}x; with model.fit {result['keras_fit_s_per_epoch']:.2f})"
         f" | limit {result['limit_s_per_epoch']:5.2f} s/epoch"
         f" at {result['sgemm_gflops']:.0f} GFLOP/s"
         f" ({result['ratio_to_limit']:.2f}x the limit)",

@@ -100,12 +100,15 @@ def test_batch_size_is_global_and_must_split_evenly():
         per_worker_batch_size(128, 3)
 
 
-def test_several_workers_take_one_step_per_call():
+def test_workers_train_with_keras_fit_without_xla_one_step_per_call():
     params = parse_params(load_project_params()).train
     assert params.steps_per_execution > 1
+    assert params.training_loop == "in_graph"
     assert params_for_worker(None, params) is params
-    one_step = params_for_worker(Worker("worker", 1, n_workers=2, is_chief=False), params)
-    assert one_step == dataclasses.replace(params, steps_per_execution=1)
+    on_worker = params_for_worker(Worker("worker", 1, n_workers=2, is_chief=False), params)
+    assert on_worker == dataclasses.replace(
+        params, training_loop="keras_fit", jit_compile=False, steps_per_execution=1
+    )
 
 
 def test_the_chief_writes_its_outputs_in_place(tmp_path):

@@ -34,6 +34,7 @@ TINY = TrainParams(
     epochs=2,
     steps_per_execution=2,
     jit_compile=False,
+    training_loop="in_graph",
     augment=NO_AUGMENT,
 )
 # Every option on at once: XLA, warm-up, AdamW, max-norm, one-hot labels, augmentation.
@@ -102,6 +103,68 @@ def test_training_twice_gives_identical_weights_and_history(params):
     for first, second in zip(first_model.get_weights(), second_model.get_weights(), strict=True):
         np.testing.assert_array_equal(first, second)
     assert set(first_history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+class CallRecorder(keras.callbacks.Callback):
+    def __init__(self, stop_after_epoch: int | None = None):
+        super().__init__()
+        self.calls, self.stop_after_epoch = [], stop_after_epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls.append(("batch", batch, sorted(logs)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(("epoch", epoch, sorted(logs)))
+        if epoch == self.stop_after_epoch:
+            self.model.stop_training = True
+
+
+@pytest.mark.parametrize("loop", ["in_graph", "keras_fit"])
+def test_both_training_loops_report_the_same_logs_to_callbacks(loop):
+    # 64 images in batches of 16: 4 steps an epoch, 2 per call into TensorFlow.
+    params = dataclasses.replace(TINY, training_loop=loop, epochs=2)
+    make_deterministic(params.seed)
+    model = build_model(params, steps_per_epoch=4)
+    recorder = CallRecorder()
+    history = train_model(
+        model, tiny_data(64, 1), tiny_data(32, 2), params, callbacks=[recorder], verbose=0
+    )
+    train_keys, all_keys = ["accuracy", "loss"], ["accuracy", "loss", "val_accuracy", "val_loss"]
+    batch_ends = [("batch", 1, train_keys), ("batch", 3, train_keys)]
+    assert recorder.calls == [
+        *batch_ends,
+        ("epoch", 0, all_keys),
+        *batch_ends,
+        ("epoch", 1, all_keys),
+    ]
+    assert sorted(history.history) == all_keys and len(history.history["loss"]) == 2
+
+
+def test_in_graph_loop_logs_what_keras_would_measure():
+    """The epoch's logs equal Keras' own evaluation of the same data: validation after the last
+    epoch exactly as ``model.evaluate`` scores it (up to float rounding)."""
+    params = dataclasses.replace(TINY, dropout=(0.0, 0.0), epochs=1)
+    model, history = trained(params)
+    x, y = tiny_data(32, 2)
+    loss, accuracy = model.evaluate(x, y, batch_size=32, verbose=0)
+    assert history["val_loss"][-1] == pytest.approx(loss, rel=1e-5)
+    assert history["val_accuracy"][-1] == pytest.approx(accuracy)
+    assert 0 <= history["accuracy"][-1] <= 1 and history["loss"][-1] > 0
+
+
+def test_in_graph_loop_stops_when_a_callback_asks():
+    params = dataclasses.replace(TINY, epochs=5)
+    make_deterministic(params.seed)
+    model = build_model(params, steps_per_epoch=4)
+    history = train_model(
+        model,
+        tiny_data(64, 1),
+        tiny_data(32, 2),
+        params,
+        callbacks=[CallRecorder(stop_after_epoch=1)],
+        verbose=0,
+    )
+    assert len(history.history["loss"]) == 2
 
 
 def test_save_load_round_trip_keeps_predictions_and_bytes(tmp_path):

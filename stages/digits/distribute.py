@@ -119,18 +119,21 @@ def per_worker_batch_size(batch_size: int, n_workers: int) -> int:
 
 
 def params_for_worker(worker: Worker | None, params: TrainParams) -> TrainParams:
-    """``params`` to train with as ``worker``: unchanged without TF_CONFIG; on several workers,
-    one step per call into TensorFlow. Keras 3 runs ``steps_per_execution`` > 1 as a loop inside
-    one TensorFlow function, and under this strategy that loop fails on its first step ("You must
-    feed a value for placeholder tensor"). The setting only groups steps: the same training up
-    to float rounding (on MNIST, 3 epochs: 97.66 % test accuracy either way)."""
-    if worker is None or params.steps_per_execution == 1:
+    """``params`` to train with as ``worker``: unchanged without TF_CONFIG. Under the strategy,
+    training goes through ``model.fit`` (the in-graph loop does not split batches between
+    workers), without XLA (Keras' own XLA step draws dropout masks with TensorFlow's default
+    random algorithm, about 50x slower on CPU) and with one step per call into TensorFlow:
+    Keras 3 runs ``steps_per_execution`` > 1 as a loop inside one TensorFlow function, and under
+    this strategy that loop fails on its first step ("You must feed a value for placeholder
+    tensor"). The setting only groups steps: the same training up to float rounding (on MNIST,
+    3 epochs: 97.66 % test accuracy either way)."""
+    if worker is None:
         return params
-    log.info(
-        "train.steps_per_execution %d -> 1: Keras cannot group steps on several workers",
-        params.steps_per_execution,
-    )
-    return dataclasses.replace(params, steps_per_execution=1)
+    on_workers = {"training_loop": "keras_fit", "jit_compile": False, "steps_per_execution": 1}
+    for key, value in on_workers.items():
+        if getattr(params, key) != value:
+            log.info("train.%s %s -> %s on workers", key, getattr(params, key), value)
+    return dataclasses.replace(params, **on_workers)
 
 
 def make_strategy(worker: Worker | None, batch_size: int):
