@@ -62,6 +62,11 @@ def test_integer_is_accepted_where_a_number_is_expected():
         ("train.learning_rate", "1e-3", "train.learning_rate: expected a number"),
         ("train.lr_schedule", "linear", "train.lr_schedule: expected one of constant, cosine"),
         ("train.jit_compile", "yes", "train.jit_compile: expected true or false"),
+        (
+            "train.training_loop",
+            "fast",
+            "train.training_loop: expected one of in_graph, keras_fit",
+        ),
         ("preprocess.validation_fraction", 1, "preprocess.validation_fraction: expected between"),
         ("preprocess", ..., "preprocess: missing"),
         ("download.files.test_labels.md5", "abc", "download.files.test_labels.md5: expected 32"),

@@ -227,7 +227,7 @@ def _fit_in_graph(model, train, validation, params, callbacks, verbose):
 
     ``steps_per_execution`` batches run as one loop inside one TensorFlow function that gathers
     each batch from the whole training set by index: no tf.data iterator, no per-step metric
-    objects. Measured 1.3-1.6x faster than ``model.fit`` on the same model (scripts/bench_train.py
+    objects. Measured 1.3-1.4x faster than ``model.fit`` on the same model (scripts/bench_train.py
     with ``train.training_loop: keras_fit`` for comparison). Callbacks see the same calls as in
     ``model.fit`` with ``steps_per_execution``: batch ends after every call, epoch ends with
     validation logs; ``model.stop_training`` ends training after the epoch.
@@ -312,7 +312,7 @@ def _training_steps(model: keras.Model, x: np.ndarray, y: np.ndarray, params: Tr
         model.optimizer.apply(gradients, model.trainable_variables)
         return loss, _count_correct(batch_labels, predictions)
 
-    # XLA compiles the step alone: the loop around it gathers and augments (ops XLA lacks).
+    # XLA compiles the step; the loop that gathers (and distorts) the batches stays outside.
     train_step = tf.function(step, jit_compile=True) if params.jit_compile else step
 
     @tf.function
