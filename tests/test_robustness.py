@@ -158,7 +158,7 @@ def wait_for_epoch(process: subprocess.Popen) -> None:
 def test_interrupted_training_leaves_earlier_outputs_intact(work, sig):
     workdir, _, env = work
     before = snapshot(workdir)
-    process = start_training(workdir, env, epochs=200)
+    process = start_training(workdir, env, epochs=100_000)  # far more than it runs
     wait_for_epoch(process)
     process.send_signal(sig)
     rest = process.stdout.read()
