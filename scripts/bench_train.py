@@ -6,12 +6,13 @@ For two configurations, ``seed`` (one hidden Dense 128, batch 32, Adam 1e-3) and
 (params.yaml's train section), it times in this one process (a) plain Keras: the same model and
 hyperparameters, ``model.fit`` on NumPy arrays with default settings, (b) the train stage's
 ``digits.model.train_model``, and, to show what our training loop buys, (c) the same with
-``train.training_loop: keras_fit``. Each measurement trains 1 + ``--epochs`` epochs, validating
-after each, and a callback times the epochs after the first (the warm-up, which traces the
-TensorFlow functions). The three alternate ``--repeats`` times and the median seconds per epoch
-is reported, since the CPU may be shared. The hardware
-limit is the model's training FLOPs per epoch (about 6 x the multiply-adds of one forward pass,
-per image) divided by this machine's float32 matrix-multiply rate.
+``train.training_loop: keras_fit`` (and without XLA if the model has dropout, since Keras' XLA
+step draws dropout masks ~50x slower on CPU: model.fit at its fastest). Each measurement trains
+1 + ``--epochs`` epochs, validating after each, and a callback times the epochs after the first
+(the warm-up, which traces the TensorFlow functions). The three run ``--repeats`` times in
+rotating order and the median seconds per epoch is reported, since the CPU may be shared. The
+hardware limit is the model's training FLOPs per epoch (about 6 x the multiply-adds of one
+forward pass, per image) divided by this machine's float32 matrix-multiply rate.
 
 Data: data/prepared/*.npy when present, else parsed from the gz files in $MNIST_MIRROR.
 The last line printed is one JSON object {"seed": {...}, "default": {...}}.
@@ -55,7 +56,7 @@ def main() -> None:
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "prepared")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="alternations of a and b")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the three timings")
     parser.add_argument("--only", choices=("seed", "default"), help="one configuration")
     args = parser.parse_args()
 
@@ -122,16 +123,20 @@ def compare(params: TrainParams, train, validation, repeats: int) -> dict:
         training_loop="keras_fit",
         jit_compile=params.jit_compile and not any(params.dropout),
     )
+    # Each model trains repeats x (1 + epochs) epochs: its learning-rate schedule spans them all.
+    span = repeats * (1 + params.epochs)
     models = {
-        "baseline": (naive_model(params, len(train[0])), fit_naive, params),
-        "project": (project_model_for(params, train), fit_project, params),
-        "keras_fit": (project_model_for(keras_fit, train), fit_project, keras_fit),
+        "baseline": (naive_model(params, len(train[0]), span), fit_naive, params),
+        "project": (project_model_for(params, train, span), fit_project, params),
+        "keras_fit": (project_model_for(keras_fit, train, span), fit_project, keras_fit),
     }
     times = {name: [] for name in models}
     rates = []
-    for _ in range(repeats):
+    for round_index in range(repeats):
         rates.append(sgemm_gflops())
-        for name, (model, fit, fit_params) in models.items():
+        names = list(models)
+        for name in names[round_index % 3 :] + names[: round_index % 3]:  # rotate the order
+            model, fit, fit_params = models[name]
             times[name].append(fit(model, fit_params, train, validation, params.epochs))
     seconds = {name: statistics.median(runs) for name, runs in times.items()}
     gflops = statistics.median(rates)
@@ -153,7 +158,7 @@ def compare(params: TrainParams, train, validation, repeats: int) -> dict:
     }
 
 
-def naive_model(params: TrainParams, n_train: int):
+def naive_model(params: TrainParams, n_train: int, schedule_epochs: int):
     """The same network and optimizer in plain Keras, compiled with Keras' defaults."""
     import keras
 
@@ -166,7 +171,7 @@ def naive_model(params: TrainParams, n_train: int):
     model = keras.Sequential(layers)
     learning_rate = params.learning_rate
     if params.lr_schedule == "cosine":
-        steps = -(-n_train // params.batch_size) * params.epochs
+        steps = -(-n_train // params.batch_size) * schedule_epochs
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -176,10 +181,11 @@ def naive_model(params: TrainParams, n_train: int):
     return model
 
 
-def project_model_for(params: TrainParams, train):
+def project_model_for(params: TrainParams, train, schedule_epochs: int):
     from digits.model import build_model, steps_per_epoch
 
-    return build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
+    schedule = dataclasses.replace(params, epochs=schedule_epochs)
+    return build_model(schedule, steps_per_epoch(len(train[0]), params.batch_size))
 
 
 def epoch_timer():

@@ -106,12 +106,18 @@ def test_training_twice_gives_identical_weights_and_history(params):
 
 
 class CallRecorder(keras.callbacks.Callback):
-    def __init__(self, stop_after_epoch: int | None = None):
+    def __init__(self, stop_after_epoch: int | None = None, stop_after_batch: int | None = None):
         super().__init__()
-        self.calls, self.stop_after_epoch = [], stop_after_epoch
+        self.calls, self.stop_after_epoch, self.stop_after_batch = (
+            [],
+            stop_after_epoch,
+            stop_after_batch,
+        )
 
     def on_train_batch_end(self, batch, logs=None):
         self.calls.append(("batch", batch, sorted(logs)))
+        if batch == self.stop_after_batch:
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         self.calls.append(("epoch", epoch, sorted(logs)))
@@ -152,19 +158,26 @@ def test_in_graph_loop_logs_what_keras_would_measure():
     assert 0 <= history["accuracy"][-1] <= 1 and history["loss"][-1] > 0
 
 
-def test_in_graph_loop_stops_when_a_callback_asks():
-    params = dataclasses.replace(TINY, epochs=5)
+@pytest.mark.parametrize(
+    ("stop", "calls"),
+    [
+        (
+            {"stop_after_epoch": 1},
+            ["batch 1", "batch 3", "epoch 0", "batch 1", "batch 3", "epoch 1"],
+        ),
+        ({"stop_after_batch": 1}, ["batch 1", "epoch 0"]),  # the epoch ends, with validation
+    ],
+    ids=["after-epoch", "mid-epoch"],
+)
+@pytest.mark.parametrize("loop", ["in_graph", "keras_fit"])
+def test_training_stops_when_a_callback_asks(loop, stop, calls):
+    params = dataclasses.replace(TINY, training_loop=loop, epochs=5)
     make_deterministic(params.seed)
     model = build_model(params, steps_per_epoch=4)
-    history = train_model(
-        model,
-        tiny_data(64, 1),
-        tiny_data(32, 2),
-        params,
-        callbacks=[CallRecorder(stop_after_epoch=1)],
-        verbose=0,
-    )
-    assert len(history.history["loss"]) == 2
+    recorder = CallRecorder(**stop)
+    train_model(model, tiny_data(64, 1), tiny_data(32, 2), params, callbacks=[recorder], verbose=0)
+    assert [f"{kind} {index}" for kind, index, _ in recorder.calls] == calls
+    assert "val_loss" in recorder.calls[-1][2]
 
 
 def test_save_load_round_trip_keeps_predictions_and_bytes(tmp_path):

@@ -144,6 +144,9 @@ def start_training(workdir: Path, env: dict, epochs: int) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A shell without job control starts background commands with SIGINT ignored, and
+        # their children inherit that; a user's Ctrl-C reaches a stage with the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -161,8 +164,12 @@ def test_interrupted_training_leaves_earlier_outputs_intact(work, sig):
     process = start_training(workdir, env, epochs=100_000)  # far more than it runs
     wait_for_epoch(process)
     process.send_signal(sig)
-    rest = process.stdout.read()
-    status = process.wait(timeout=60)
+    try:
+        rest, _ = process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"training still running 120 s after {sig.name}") from None
+    status = process.returncode
     if sig == signal.SIGINT:
         assert status == 130 and "interrupted" in rest
     else:

@@ -121,8 +121,8 @@ def per_worker_batch_size(batch_size: int, n_workers: int) -> int:
 def params_for_worker(worker: Worker | None, params: TrainParams) -> TrainParams:
     """``params`` to train with as ``worker``: unchanged without TF_CONFIG. Under the strategy,
     training goes through ``model.fit`` (the in-graph loop does not split batches between
-    workers), without XLA (Keras' own XLA step draws dropout masks with TensorFlow's default
-    random algorithm, about 50x slower on CPU) and with one step per call into TensorFlow:
+    workers), without XLA (untested under this strategy, and with dropout Keras' XLA step draws
+    the masks about 50x slower on CPU) and with one step per call into TensorFlow:
     Keras 3 runs ``steps_per_execution`` > 1 as a loop inside one TensorFlow function, and under
     this strategy that loop fails on its first step ("You must feed a value for placeholder
     tensor"). The setting only groups steps: the same training up to float rounding (on MNIST,
