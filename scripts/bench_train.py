@@ -117,12 +117,8 @@ def training_flops_per_epoch(params: TrainParams, n_images: int) -> float:
 def compare(params: TrainParams, train, validation, repeats: int) -> dict:
     """Time each way ``repeats`` times, alternating, with the sgemm rate measured beside each
     round so that a busy shared CPU slows the limit as much as the trainings."""
-    # model.fit at its fastest: Keras' XLA step draws dropout masks ~50x slower on CPU.
-    keras_fit = dataclasses.replace(
-        params,
-        training_loop="keras_fit",
-        jit_compile=params.jit_compile and not any(params.dropout),
-    )
+    # build_model turns Keras' XLA step off for model.fit with dropout (~50x slower masks).
+    keras_fit = dataclasses.replace(params, training_loop="keras_fit")
     # Each model trains repeats x (1 + epochs) epochs: its learning-rate schedule spans them all.
     span = repeats * (1 + params.epochs)
     models = {
