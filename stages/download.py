@@ -8,7 +8,7 @@ Tries $MNIST_MIRROR (a directory or URL) first when it is set, then download.mir
 import logging
 import os
 
-from digits.cli import progress_on_terminal, run_stage, stage_arguments
+from digits.stage import progress_on_terminal, run_stage, stage_arguments
 from digits.fetch import candidate_sources, fetch_verified, md5_hex
 from digits.files import write_bytes_atomic
 from digits.params import load_params

@@ -11,7 +11,7 @@ import logging
 
 import pandas as pd
 
-from digits.cli import run_stage, stage_arguments
+from digits.batches import VALIDATION_BATCH
 from digits.data import load_split
 from digits.evaluation import (
     confusion_counts,
@@ -22,12 +22,11 @@ from digits.evaluation import (
     plot_misclassified,
     save_figure,
 )
-from digits.files import atomic_path, read_input_bytes, write_text_atomic
+from digits.files import atomic_paths, read_input_bytes
 from digits.params import load_params
+from digits.stage import run_stage, stage_arguments
 
 log = logging.getLogger("evaluate")
-
-PREDICT_BATCH = 1000
 
 
 def main() -> None:
@@ -39,10 +38,10 @@ def main() -> None:
     x_test, y_test = load_split(args.data_dir, "test")
     history = pd.read_csv(io.BytesIO(read_input_bytes(args.history, "train")))
 
-    from digits.model import load_model
+    from digits.saving import load_model
 
     model = load_model(args.model)
-    probabilities = model.predict(x_test, batch_size=PREDICT_BATCH, verbose=0)
+    probabilities = model.predict(x_test, batch_size=VALIDATION_BATCH, verbose=0)
     predicted = probabilities.argmax(axis=1)
     metrics = metrics_on_test_set(probabilities, y_test)
     log.info(
@@ -53,9 +52,6 @@ def main() -> None:
         len(y_test),
     )
 
-    write_text_atomic(args.metrics, json.dumps(metrics, indent=2) + "\n")
-    with atomic_path(args.confusion, suffix=".csv") as tmp:
-        confusion_table(y_test, predicted).to_csv(tmp, index=False)
     figures = {
         "confusion_matrix.png": plot_confusion_matrix(confusion_counts(y_test, predicted)),
         "learning_curves.png": plot_learning_curves(history),
@@ -63,8 +59,16 @@ def main() -> None:
             x_test, y_test, predicted, params.misclassified_shown
         ),
     }
-    for name, figure in figures.items():
-        save_figure(figure, args.images_dir / name)
+    with atomic_paths(args.metrics, args.confusion, args.images_dir) as (
+        metrics_tmp,
+        confusion_tmp,
+        images_tmp,
+    ):
+        metrics_tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        confusion_table(y_test, predicted).to_csv(confusion_tmp, index=False)
+        images_tmp.mkdir()
+        for name, figure in figures.items():
+            save_figure(figure, images_tmp / name)
     log.info(
         "wrote %s, %s and %d images in %s",
         args.metrics,

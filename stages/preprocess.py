@@ -6,10 +6,11 @@ python stages/preprocess.py --raw-dir data/raw --out-dir data/prepared
 import logging
 from pathlib import Path
 
-from digits.cli import run_stage, stage_arguments
+from digits.stage import run_stage, stage_arguments
 from digits.data import save_split, scale_pixels, split_train_validation
 from digits.files import read_input_bytes
-from digits.idx import IMAGE_SHAPE, check_same_count, parse_idx_images, parse_idx_labels
+from digits.idx import check_same_count, parse_idx_images, parse_idx_labels
+from digits.mnist import IMAGE_SHAPE
 from digits.params import DownloadParams, load_params
 
 log = logging.getLogger("preprocess")

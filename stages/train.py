@@ -3,17 +3,17 @@
     python stages/train.py --data-dir data/prepared --model data/model.keras \
         --history plots/training.csv
 
-With TF_CONFIG set, trains as one of several workers (see stages/digits/distribute.py).
+With TF_CONFIG set, trains as one of several workers (see src/digits/distribute.py).
 """
 
 import logging
 import time
 
-from digits import distribute
-from digits.cli import progress_on_terminal, run_stage, stage_arguments
 from digits.data import load_split
-from digits.files import atomic_path
+from digits.distribute import join_cluster
+from digits.files import atomic_paths
 from digits.params import load_params
+from digits.stage import progress_on_terminal, run_stage, stage_arguments
 
 log = logging.getLogger("train")
 
@@ -21,25 +21,18 @@ log = logging.getLogger("train")
 def main() -> None:
     args = stage_arguments(__doc__, "--data-dir", "--model", "--history")
 
-    params = load_params(args.params).train
+    cluster = join_cluster(load_params(args.params).train)  # alone unless TF_CONFIG is set
+    params = cluster.params
     train = load_split(args.data_dir, "train")
     validation = load_split(args.data_dir, "validation")
 
     import keras
 
-    from digits.model import (
-        build_model,
-        make_deterministic,
-        save_model,
-        steps_per_epoch,
-        train_model,
-    )
+    from digits.batches import steps_per_epoch
+    from digits.model import build_model, train_model
+    from digits.saving import save_model
 
-    worker = distribute.worker_from_env()  # None unless TF_CONFIG is set
-    strategy = distribute.make_strategy(worker, params.batch_size)
-    params = distribute.params_for_worker(worker, params)
-    make_deterministic(params.seed)
-    with distribute.strategy_scope(strategy):
+    with cluster.scope():
         model = build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
     log.info(
         "model %s: %d parameters; %d training, %d validation images",
@@ -49,11 +42,12 @@ def main() -> None:
         len(validation[0]),
     )
 
-    started = time.perf_counter()
     with (
-        distribute.worker_output(worker, args.history) as history_path,
-        atomic_path(history_path, suffix=".csv") as history_tmp,
+        cluster.output(args.model) as model_path,
+        cluster.output(args.history) as history_path,
+        atomic_paths(model_path, history_path) as (model_tmp, history_tmp),
     ):
+        started = time.perf_counter()
         train_model(
             model,
             train,
@@ -62,16 +56,10 @@ def main() -> None:
             callbacks=[keras.callbacks.CSVLogger(str(history_tmp))],
             verbose=1 if progress_on_terminal() else 2,
         )
-    elapsed = time.perf_counter() - started
-    log.info(
-        "trained %d epochs in %.1f s (%.2f s/epoch)",
-        params.epochs,
-        elapsed,
-        elapsed / params.epochs,
-    )
-    with distribute.worker_output(worker, args.model) as model_path:
-        save_model(model, model_path)
-    if distribute.is_chief(worker):
+        elapsed = time.perf_counter() - started
+        log.info("trained in %.1f s (%.2f s/epoch)", elapsed, elapsed / params.epochs)
+        save_model(model, model_tmp)
+    if cluster.is_chief:
         log.info("wrote %s and %s", args.model, args.history)
 
 

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import predict
-from digits.cli import run_stage
+from digits.stage import run_stage
 from digits.images import load_grayscale, mnist_frame
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +162,7 @@ def test_image_errors_do_not_wait_for_tensorflow(tmp_path):
     bad_path, _ = not_an_image(tmp_path)
     script = (
         "import sys, predict\n"
-        "from digits.cli import run_stage\n"
+        "from digits.stage import run_stage\n"
         f"try: run_stage(lambda: predict.main([{str(bad_path)!r}]))\n"
         "except SystemExit as exit: assert exit.code == 1\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"

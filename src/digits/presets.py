@@ -1,6 +1,6 @@
 """Print the `dvc exp run` arguments that apply a preset: one ``-S key=value`` per key it sets.
 
-    dvc exp run $(python scripts/preset_args.py presets/best.yaml)
+    dvc exp run $(digits preset presets/best.yaml)
 
 A preset has the structure of params.yaml and only the keys it overrides. It is checked against
 params.yaml first, so a misspelt key or a bad value stops here with the key named, not halfway
@@ -9,17 +9,13 @@ through an experiment. Values are printed without spaces, so the shell's word sp
 """
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "stages"))
-
-from digits.cli import run_stage  # noqa: E402
-from digits.params import ParamsError, load_params, parse_params  # noqa: E402
+from digits.params import ParamsError, load_params, parse_params
+from digits.paths import PARAMS, in_project
 
 
 def preset_overrides(preset: dict, prefix: str = "") -> list[str]:
@@ -72,14 +68,13 @@ def load_preset(path: Path, params_path: Path) -> dict:
     return preset
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("preset", type=Path)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args()
-    overrides = preset_overrides(load_preset(args.preset, args.params))
+    parser.add_argument(
+        "--params", type=Path, help=f"the params it applies to (default: {PARAMS} in the project)"
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    overrides = preset_overrides(load_preset(args.preset, args.params or in_project(PARAMS)))
     print(" ".join(f"-S {override}" for override in overrides))
-
-
-if __name__ == "__main__":
-    run_stage(main)

@@ -7,10 +7,9 @@ each dimension as a big-endian uint32, then the values in C order.
 import numpy as np
 
 from digits.errors import DigitsError
+from digits.mnist import N_CLASSES
 
 UNSIGNED_BYTE = 0x08
-N_CLASSES = 10
-IMAGE_SHAPE = (28, 28)
 
 
 class IdxError(DigitsError):

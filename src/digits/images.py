@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from digits.errors import DigitsError
-from digits.idx import IMAGE_SHAPE
+from digits.mnist import IMAGE_SHAPE
 
 # Formats a person's digit picture comes in; leaving out the rest keeps Pillow from running its
 # rarer decoders (EPS would even start Ghostscript) on whatever file it is handed.

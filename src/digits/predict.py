@@ -1,10 +1,10 @@
 """Classify your own digit pictures with the trained model: one line per image, or JSON.
 
-    python stages/predict.py [--model data/model.keras] [--json] [--debug-dir DIR] IMAGE...
+    digits predict [--model data/model.keras] [--json] [--debug-dir DIR] IMAGE...
 
 Prints PATH<TAB>DIGIT<TAB>CONFIDENCE per image (confidence: the probability, 0-1). An image that
 cannot be read or holds no digit gets one error line on stderr; the others are still classified,
-and the exit status is 1. Any size, polarity, RGB(A), PNG/JPEG/...: see stages/digits/images.py.
+and the exit status is 1. Any size, polarity, RGB(A), PNG/JPEG/...: see digits/images.py.
 """
 
 import argparse
@@ -16,16 +16,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digits.cli import run_stage
 from digits.data import scale_pixels
 from digits.errors import DigitsError
 from digits.files import atomic_path
 from digits.images import ImageError, load_grayscale, mnist_frame
+from digits.paths import MODEL, in_project
 
 log = logging.getLogger("predict")
 
-# The train stage's --model in dvc.yaml, found from the project root wherever this runs from.
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "model.keras"
 PROBABILITY_DIGITS = 6  # in --json; the text output's confidence has 4
 
 
@@ -44,7 +42,7 @@ def read_frames(paths: list[Path]) -> list[tuple[Path, np.ndarray]]:
 def write_debug_frames(frames: list[tuple[Path, np.ndarray]], directory: Path) -> None:
     """Save what the model saw as ``<n>-<name>.png``, n = the image's line in the output."""
     for index, (path, frame) in enumerate(frames, start=1):
-        with atomic_path(directory / f"{index}-{path.stem}.png", suffix=".png") as tmp:
+        with atomic_path(directory / f"{index}-{path.stem}.png") as tmp:
             Image.fromarray(frame).save(tmp, format="PNG")
 
 
@@ -68,20 +66,22 @@ def format_results(paths: list[Path], probabilities: np.ndarray, as_json: bool) 
     return json.dumps(results, indent=2) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument(
+        "--model", type=Path, help=f"the trained model (default: {MODEL} in the project)"
+    )
     parser.add_argument("--json", action="store_true", help="a JSON list with all probabilities")
     parser.add_argument("--debug-dir", type=Path, help="write the 28x28 inputs here as PNG")
-    args = parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> None:
     frames = read_frames(args.images)  # before the model: image errors need no TensorFlow
     failed = len(args.images) - len(frames)
     if frames:
-        from digits.model import load_model
+        from digits.saving import load_model
 
-        model = load_model(args.model)
+        model = load_model(args.model or in_project(MODEL))
         paths, pixels = zip(*frames, strict=True)
         probabilities = model.predict(scale_pixels(np.stack(pixels)), verbose=0)
         sys.stdout.write(format_results(list(paths), probabilities, args.json))
@@ -90,7 +90,3 @@ def main(argv: list[str] | None = None) -> None:
             log.info("wrote %d model inputs (28x28 PNG) to %s", len(frames), args.debug_dir)
     if failed:
         raise DigitsError(f"{failed} of {len(args.images)} images could not be classified")
-
-
-if __name__ == "__main__":
-    run_stage(main)

@@ -1,8 +1,8 @@
 """Compare this working tree's pipeline results with a git revision, and gate regressions.
 
     dvc repro
-    python scripts/compare.py --base main
-    python scripts/compare.py --base origin/main --markdown report.md --json report.json
+    digits compare --base main
+    digits compare --base origin/main --markdown report.md --json report.json
 
 Reports the params that changed, every metric (overall and per-class accuracy) with the largest
 per-class moves, and the (actual -> predicted) confusions whose counts changed most. Run it from
@@ -417,8 +417,7 @@ def build_report(
     )
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", required=True, help="git revision to compare with")
     parser.add_argument(
         "--max-drop", type=float, default=MAX_DROP, help="largest allowed drop in test accuracy"
@@ -437,12 +436,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=Path("plots/confusion.csv"),
         help="the evaluate stage's one-row-per-image table (dvc.yaml)",
     )
-    return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run the comparison; return the exit status (0 passed, 1 regressed, 2 error)."""
-    args = parse_args(argv)
     try:
         report = build_report(args.base, args.confusion, args.max_drop, args.max_class_drop)
     except CompareError as error:
@@ -454,7 +451,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(report_json(report))
     return EXIT_REGRESSED if report.regressions else EXIT_PASSED
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -118,30 +118,57 @@ def per_worker_batch_size(batch_size: int, n_workers: int) -> int:
     return batch_size // n_workers
 
 
-def params_for_worker(worker: Worker | None, params: TrainParams) -> TrainParams:
-    """``params`` to train with as ``worker``: unchanged without TF_CONFIG. Under the strategy,
-    training goes through ``model.fit`` (the in-graph loop does not split batches between
-    workers), without XLA (untested under this strategy, and with dropout Keras' XLA step draws
-    the masks about 50x slower on CPU) and with one step per call into TensorFlow:
-    Keras 3 runs ``steps_per_execution`` > 1 as a loop inside one TensorFlow function, and under
-    this strategy that loop fails on its first step ("You must feed a value for placeholder
+@dataclass(frozen=True)
+class Cluster:
+    """Where this process trains: alone (no ``TF_CONFIG``) or as one worker of several."""
+
+    worker: Worker | None
+    strategy: Any  # tf.distribute.Strategy, or None when training alone
+    params: TrainParams  # the train params as this worker must use them
+
+    @property
+    def is_chief(self) -> bool:
+        """Whether this process keeps its outputs: the chief, or the only process."""
+        return is_chief(self.worker)
+
+    def scope(self) -> contextlib.AbstractContextManager:
+        """Build the model inside this: under a strategy its variables are mirrored on every
+        worker; alone, a no-op."""
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def output(self, path: Path) -> contextlib.AbstractContextManager[Path]:
+        """Where this process writes the output ``path``: see ``worker_output``."""
+        return worker_output(self.worker, path)
+
+
+def join_cluster(params: TrainParams, environ: Mapping[str, str] = os.environ) -> Cluster:
+    """Read ``$TF_CONFIG`` and set this process up to train: alone when it is unset, else as a
+    worker under ``MultiWorkerMirroredStrategy``. Call it before TensorFlow runs any op: the
+    strategy configures the collective ops that exchange gradients, which only works at startup.
+    """
+    worker = worker_from_env(environ)
+    if worker is None:
+        return Cluster(None, None, params)
+    return Cluster(worker, make_strategy(worker, params.batch_size), params_for_worker(params))
+
+
+def params_for_worker(params: TrainParams) -> TrainParams:
+    """``params`` to train with as one of several workers: without XLA (untested under this
+    strategy) and with one step per call into TensorFlow: Keras 3 runs
+    ``steps_per_execution`` > 1 as a loop inside one TensorFlow function, and under this
+    strategy that loop fails on its first step ("You must feed a value for placeholder
     tensor"). The setting only groups steps: the same training up to float rounding (on MNIST,
     3 epochs: 97.66 % test accuracy either way)."""
-    if worker is None:
-        return params
-    on_workers = {"training_loop": "keras_fit", "jit_compile": False, "steps_per_execution": 1}
+    on_workers = {"jit_compile": False, "steps_per_execution": 1}
     for key, value in on_workers.items():
         if getattr(params, key) != value:
             log.info("train.%s %s -> %s on workers", key, getattr(params, key), value)
     return dataclasses.replace(params, **on_workers)
 
 
-def make_strategy(worker: Worker | None, batch_size: int):
+def make_strategy(worker: Worker, batch_size: int):
     """``tf.distribute.MultiWorkerMirroredStrategy`` for ``worker`` (it reads the cluster from
-    ``$TF_CONFIG``), or None without one. Call it before TensorFlow runs any op: the strategy
-    configures the collective ops that exchange gradients, which only works at startup."""
-    if worker is None:
-        return None
+    ``$TF_CONFIG``)."""
     share = per_worker_batch_size(batch_size, worker.n_workers)
     strategy = _multi_worker_strategy_class()()
     log.info(
@@ -180,24 +207,6 @@ def _multi_worker_strategy_class() -> type:
             return super().reduce(reduce_op, value, axis)
 
     return MultiWorkerMirroredStrategy
-
-
-def strategy_scope(strategy) -> contextlib.AbstractContextManager:
-    """``strategy.scope()``, inside which variables are mirrored on every worker; a no-op
-    without a strategy."""
-    return strategy.scope() if strategy is not None else contextlib.nullcontext()
-
-
-def shard_by_data(dataset):
-    """``dataset`` (a ``tf.data.Dataset``) with the DATA auto-shard policy: every worker builds
-    the same seeded batches and keeps its share of each. The default, AUTO, first looks for input
-    files to split between workers; ours are in-memory tensors, so it would fall back to DATA
-    with a warning. Without a strategy the option is ignored."""
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.with_options(options)
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ import math
 
 import tensorflow as tf
 
-from digits.idx import IMAGE_SHAPE
+from digits.mnist import IMAGE_SHAPE
 from digits.params import AugmentParams
 
 ELASTIC_GRID = 4  # control points per side: one random push every ~9 pixels, smooth in between

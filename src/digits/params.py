@@ -18,7 +18,6 @@ from digits.errors import DigitsError
 
 MNIST_FILES = ("train_images", "train_labels", "test_images", "test_labels")
 LR_SCHEDULES = ("constant", "cosine")
-TRAINING_LOOPS = ("in_graph", "keras_fit")
 
 
 class ParamsError(DigitsError):
@@ -79,7 +78,6 @@ class TrainParams:
     epochs: int
     steps_per_execution: int
     jit_compile: bool
-    training_loop: str  # in_graph (ours) or keras_fit (model.fit)
     augment: AugmentParams
 
 
@@ -207,12 +205,6 @@ def _parse_train(section: "_Section") -> TrainParams:
             "steps_per_execution", int, check=lambda v: v >= 1, expected=">= 1"
         ),
         jit_compile=section.get("jit_compile", bool),
-        training_loop=section.get(
-            "training_loop",
-            str,
-            check=lambda v: v in TRAINING_LOOPS,
-            expected=f"one of {', '.join(TRAINING_LOOPS)}",
-        ),
         augment=_parse_augment(section.section("augment")),
     )
     section.reject_unknown()

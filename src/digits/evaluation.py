@@ -1,17 +1,15 @@
-"""Test-set metrics and the pictures people look at: NumPy, pandas, matplotlib, no TensorFlow."""
+"""Test-set metrics and the pictures people look at: NumPy, pandas, matplotlib, no TensorFlow.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn without pyplot, so no GUI backend is ever
+chosen or needed."""
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # render to files; never needs a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from digits.files import atomic_path  # noqa: E402
-from digits.idx import N_CLASSES  # noqa: E402
+from digits.mnist import N_CLASSES
 
 METRIC_DIGITS = 6  # rounding keeps metrics.json readable; 1e-6 is far below one test image (1e-4)
 
@@ -56,9 +54,10 @@ def confusion_table(actual: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
     )
 
 
-def plot_confusion_matrix(counts: np.ndarray) -> plt.Figure:
+def plot_confusion_matrix(counts: np.ndarray) -> Figure:
     """Heat map of ``counts`` with the count written in every non-empty cell."""
-    figure, axes = plt.subplots(figsize=(7, 6))
+    figure = Figure(figsize=(7, 6))
+    axes = figure.subplots()
     shown = np.log1p(counts)  # log so that the few errors are visible beside ~1000 hits
     axes.imshow(shown, cmap="Blues")
     for (row, column), count in np.ndenumerate(counts):
@@ -84,9 +83,10 @@ def plot_confusion_matrix(counts: np.ndarray) -> plt.Figure:
     return figure
 
 
-def plot_learning_curves(history: pd.DataFrame) -> plt.Figure:
+def plot_learning_curves(history: pd.DataFrame) -> Figure:
     """Loss and accuracy per epoch, train vs validation, from the CSVLogger table."""
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    figure = Figure(figsize=(11, 4))
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
     epochs = history["epoch"] + 1
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
         axes.plot(epochs, history[metric], marker="o", label="train")
@@ -100,12 +100,13 @@ def plot_learning_curves(history: pd.DataFrame) -> plt.Figure:
 
 def plot_misclassified(
     images: np.ndarray, actual: np.ndarray, predicted: np.ndarray, limit: int
-) -> plt.Figure:
+) -> Figure:
     """Grid of the first ``limit`` misclassified images (n, 28, 28), titled actual -> predicted."""
     wrong = np.flatnonzero(actual != predicted)[:limit]
     columns = max(1, min(10, len(wrong)))
     rows = max(1, -(-len(wrong) // columns))
-    figure, grid = plt.subplots(rows, columns, figsize=(1.2 * columns, 1.4 * rows), squeeze=False)
+    figure = Figure(figsize=(1.2 * columns, 1.4 * rows))
+    grid = figure.subplots(rows, columns, squeeze=False)
     for axes in grid.flat:
         axes.axis("off")
     for axes, index in zip(grid.flat, wrong, strict=False):
@@ -116,8 +117,6 @@ def plot_misclassified(
     return figure
 
 
-def save_figure(figure: plt.Figure, path: Path) -> None:
-    """Write ``figure`` as PNG atomically and release it."""
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(figure)
+def save_figure(figure: Figure, path: Path) -> None:
+    """Write ``figure`` to ``path`` as PNG."""
+    figure.savefig(path, format="png", dpi=100, bbox_inches="tight")

@@ -1,0 +1,85 @@
+"""The one source of training batches: seeded, reshuffled and freshly augmented every epoch.
+
+Every worker of a multi-worker run builds the same batches and keeps its share of each (the DATA
+auto-shard policy; without a distribution strategy the option is ignored).
+"""
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from digits.augment import distort_images
+from digits.mnist import N_CLASSES
+from digits.params import TrainParams
+
+VALIDATION_BATCH = 1000  # inference only: larger batches are faster and change nothing but speed
+
+
+def steps_per_epoch(n_examples: int, batch_size: int) -> int:
+    return math.ceil(n_examples / batch_size)
+
+
+def one_hot_labels(params: TrainParams) -> bool:
+    """Keras smooths labels only for one-hot targets, so label smoothing trains on those."""
+    return params.label_smoothing > 0
+
+
+def training_batches(x: np.ndarray, y: np.ndarray, params: TrainParams) -> tf.data.Dataset:
+    """Batches of (x float32 (b, 28, 28), y) for one epoch, reshuffled and freshly augmented
+    every time the dataset is iterated; the same ``params.seed`` gives the same batches.
+
+    The arrays become tensors once. Each epoch draws one seed, shuffles the indices in one op
+    and gathers each batch by index: no per-image work in tf.data and no NumPy copy per epoch
+    (Keras' NumPy adapter re-slices every epoch; a per-image ``shuffle`` costs ~0.2 s an epoch).
+    """
+    images, labels = tf.constant(x), tf.constant(_labels(y, params))
+    size, augment = params.batch_size, params.augment
+    steps = steps_per_epoch(len(x), size)
+
+    def batch(order: tf.Tensor, pair: tf.Tensor, step: tf.Tensor):
+        indices = order[step * size : (step + 1) * size]
+        batch_images = tf.gather(images, indices)
+        if augment.enabled:
+            seed = tf.random.experimental.stateless_fold_in(pair, step)
+            batch_images = distort_images(batch_images, seed, augment)
+        return batch_images, tf.gather(labels, indices)
+
+    def epoch(pair: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(tf.range(len(x)), pair)
+        return tf.data.Dataset.range(steps).map(
+            lambda step: batch(order, pair, step),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+
+    epoch_seeds = tf.data.Dataset.random(seed=params.seed, rerandomize_each_iteration=True)
+    batches = (
+        epoch_seeds.batch(2)
+        .take(1)
+        .flat_map(epoch)
+        .apply(tf.data.experimental.assert_cardinality(steps))  # flat_map hides it from Keras
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return _shard_by_data(batches)
+
+
+def validation_batches(x: np.ndarray, y: np.ndarray, params: TrainParams) -> tf.data.Dataset:
+    """Fixed batches of (x, y) for scoring; cached, since they are the same every epoch."""
+    batches = tf.data.Dataset.from_tensor_slices((x, _labels(y, params)))
+    return _shard_by_data(batches.batch(VALIDATION_BATCH).cache())
+
+
+def _labels(y: np.ndarray, params: TrainParams) -> np.ndarray:
+    if one_hot_labels(params):
+        return np.eye(N_CLASSES, dtype=np.float32)[y]
+    return y
+
+
+def _shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """The DATA auto-shard policy: each worker keeps its share of every batch. The default,
+    AUTO, looks for input files to split first; ours are in-memory tensors, so it would fall
+    back to DATA with a warning."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)

@@ -1,0 +1,216 @@
+"""Training speed: the train stage's code against plain Keras and against the hardware.
+
+    digits bench [--epochs 3] [--repeats 3] [--only seed|default]
+
+For two configurations, ``seed`` (one hidden Dense 128, batch 32, Adam 1e-3) and ``default``
+(params.yaml's train section), it times in one process (a) plain Keras: the same network and
+hyperparameters with Keras' own Dropout and Adam, ``model.fit`` on NumPy arrays with Keras'
+default settings, and (b) the project: ``build_model`` and ``train_model`` as the train stage
+calls them. Both train on the train stage's data (data/prepared, from `dvc repro preprocess`).
+Each measurement trains 1 + ``--epochs`` epochs, validating after each, and times the epochs
+after the first (which traces and compiles); the two run ``--repeats`` times in alternating
+order and the medians are reported, since the CPU may be shared.
+
+The hardware limit is the network's training FLOPs per epoch (about 6 x the multiply-adds of one
+forward pass, per image) divided by this machine's float32 matrix-multiply rate, measured beside
+every round. When those measurements disagree by more than ``BUSY_SPREAD``, the machine was too
+busy to trust the figures, and the output says so. The last line is one JSON object:
+``{"seed": {"ratio": ..., "ratio_to_limit": ...}, "default": {...}, "busy": false}``.
+"""
+
+import argparse
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+
+from digits.data import load_split
+from digits.mnist import IMAGE_SHAPE, N_CLASSES
+from digits.params import TrainParams, load_params
+from digits.paths import PARAMS, PREPARED, in_project
+
+# The seed project's model, with the speed settings that measure fastest for it: 64 steps per
+# call, and no XLA (launching a compiled step costs more than its fusions save at this size).
+SEED_MODEL = {
+    "hidden_units": (128,),
+    "dropout": (0.0,),
+    "batch_size": 32,
+    "learning_rate": 1e-3,
+    "lr_schedule": "constant",
+    "warmup_epochs": 0,
+    "steps_per_execution": 64,
+    "jit_compile": False,
+}
+SGEMM_SIZE = 2048  # large enough for the BLAS to run at full speed, small enough to be quick
+BUSY_SPREAD = 1.15  # fastest / slowest sgemm round beyond this: something else used the CPU
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", type=Path, help=f"default: {PARAMS} in the project")
+    parser.add_argument("--data-dir", type=Path, help=f"default: {PREPARED} in the project")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of both timings")
+    parser.add_argument("--only", choices=("seed", "default"), help="one configuration")
+
+
+def run(args: argparse.Namespace) -> None:
+    default = load_params(args.params or in_project(PARAMS)).train
+    default = dataclasses.replace(default, epochs=args.epochs)
+    configs = {"seed": dataclasses.replace(default, **SEED_MODEL), "default": default}
+    if args.only:
+        configs = {args.only: configs[args.only]}
+    data_dir = args.data_dir or in_project(PREPARED)
+    train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
+    print(f"data: {len(train[0])} training, {len(validation[0])} validation images")
+
+    results: dict = {}
+    for name, params in configs.items():
+        results[name] = measure(params, train, validation, args.repeats)
+        print_row(name, params, results[name])
+    busy = any(result["busy"] for result in results.values())
+    if busy:
+        print(f"the machine was busy (sgemm rounds differ by more than {BUSY_SPREAD}x): rerun")
+    print(json.dumps({**results, "busy": busy}, sort_keys=True))
+
+
+def measure(params: TrainParams, train, validation, repeats: int) -> dict:
+    """Time plain Keras and the project ``repeats`` times each, alternating, with the sgemm
+    rate measured beside each round so that a busy CPU slows the limit as much as the runs."""
+    # Each model trains repeats x (1 + epochs) epochs: its learning-rate schedule spans them all.
+    span = dataclasses.replace(params, epochs=repeats * (1 + params.epochs))
+    models = {"baseline": plain_keras_model(span, train), "project": project_model(span, train)}
+    fits = {"baseline": fit_plain_keras, "project": fit_project}
+    times: dict[str, list[float]] = {name: [] for name in models}
+    rates = []
+    for round_index in range(repeats):
+        rates.append(sgemm_gflops())
+        names = list(models) if round_index % 2 == 0 else list(models)[::-1]
+        for name in names:
+            times[name].append(fits[name](models[name], params, train, validation))
+    seconds = {name: statistics.median(runs) for name, runs in times.items()}
+    gflops = statistics.median(rates)
+    flops = training_flops_per_epoch(params, len(train[0]))
+    limit_s = flops / (gflops * 1e9)
+    return {
+        "baseline_s_per_epoch": round(seconds["baseline"], 3),
+        "project_s_per_epoch": round(seconds["project"], 3),
+        "ratio": round(seconds["project"] / seconds["baseline"], 3),
+        "limit_s_per_epoch": round(limit_s, 3),
+        "ratio_to_limit": round(seconds["project"] / limit_s, 3),
+        "baseline_runs": [round(t, 3) for t in times["baseline"]],
+        "project_runs": [round(t, 3) for t in times["project"]],
+        "training_gflop_per_epoch": round(flops / 1e9),
+        "sgemm_gflops": round(gflops, 1),
+        "sgemm_gflops_runs": [round(rate) for rate in rates],
+        "busy": max(rates) / min(rates) > BUSY_SPREAD,
+    }
+
+
+def sgemm_gflops(repeats: int = 10) -> float:
+    """Median float32 matrix-multiply rate of TensorFlow on this machine, in GFLOP/s."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_uniform([SGEMM_SIZE, SGEMM_SIZE], seed=[1, 2])
+    b = tf.random.stateless_uniform([SGEMM_SIZE, SGEMM_SIZE], seed=[3, 4])
+    tf.matmul(a, b).numpy()  # warm-up
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        tf.matmul(a, b).numpy()
+        times.append(time.perf_counter() - started)
+    return 2 * SGEMM_SIZE**3 / statistics.median(times) / 1e9
+
+
+def training_flops_per_epoch(params: TrainParams, n_images: int) -> float:
+    """About 6 FLOPs per weight per image: 2 forward, 4 backward (input and weight gradients)."""
+    widths = [IMAGE_SHAPE[0] * IMAGE_SHAPE[1], *params.hidden_units, N_CLASSES]
+    multiply_adds = sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    return 6.0 * multiply_adds * n_images
+
+
+def plain_keras_model(params: TrainParams, train):
+    """The project's network and hyperparameters in plain Keras: Keras' own Dropout and Adam,
+    compiled with Keras' defaults (one step per call, no XLA)."""
+    import keras
+
+    from digits.batches import steps_per_epoch
+    from digits.optimizer import learning_rate_schedule
+
+    keras.utils.set_random_seed(params.seed)
+    layers = [keras.Input(shape=IMAGE_SHAPE), keras.layers.Flatten()]
+    for units, rate in zip(params.hidden_units, params.dropout, strict=True):
+        layers.append(keras.layers.Dense(units, activation="relu"))
+        if rate > 0:
+            layers.append(keras.layers.Dropout(rate))
+    layers.append(keras.layers.Dense(N_CLASSES, activation="softmax"))
+    model = keras.Sequential(layers)
+    schedule = learning_rate_schedule(params, steps_per_epoch(len(train[0]), params.batch_size))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def project_model(params: TrainParams, train):
+    from digits.batches import steps_per_epoch
+    from digits.model import build_model
+
+    return build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
+
+
+def fit_plain_keras(model, params: TrainParams, train, validation) -> float:
+    """Seconds per epoch of ``model.fit`` on NumPy arrays, after one warm-up epoch."""
+    timer = epoch_timer()
+    model.fit(
+        *train,
+        batch_size=params.batch_size,
+        epochs=1 + params.epochs,
+        validation_data=validation,
+        callbacks=[timer],
+        verbose=0,
+    )
+    return timer.steady_seconds_per_epoch()
+
+
+def fit_project(model, params: TrainParams, train, validation) -> float:
+    """Seconds per epoch of the train stage's ``train_model``, after one warm-up epoch."""
+    from digits.model import train_model
+
+    timer = epoch_timer()
+    params = dataclasses.replace(params, epochs=1 + params.epochs)
+    train_model(model, train, validation, params, callbacks=[timer], verbose=0)
+    return timer.steady_seconds_per_epoch()
+
+
+def epoch_timer():
+    """A Keras callback that keeps the time at the end of every epoch."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.ends = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.ends.append(time.perf_counter())
+
+        def steady_seconds_per_epoch(self) -> float:
+            """Seconds per epoch after the first (the warm-up, which traces and compiles)."""
+            return (self.ends[-1] - self.ends[0]) / (len(self.ends) - 1)
+
+    return EpochTimer()
+
+
+def print_row(name: str, params: TrainParams, result: dict) -> None:
+    model = "-".join(map(str, params.hidden_units))
+    print(
+        f"{name:8s} {model:>8s} batch {params.batch_size:4d}"
+        f" | plain Keras {result['baseline_s_per_epoch']:6.2f} s/epoch"
+        f" | project {result['project_s_per_epoch']:6.2f} s/epoch ({result['ratio']:.2f}x)"
+        f" | limit {result['limit_s_per_epoch']:5.2f} s/epoch"
+        f" at {result['sgemm_gflops']:.0f} GFLOP/s"
+        f" ({result['ratio_to_limit']:.2f}x the limit)",
+        flush=True,
+    )

@@ -1,0 +1,116 @@
+"""Atomic file writes: an output either appears whole or not at all."""
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from digits.errors import DigitsError
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    On any error (or Ctrl-C) the temporary file is removed and ``path`` keeps its previous
+    content. The temporary name ends with ``path``'s own extension, for writers that insist on
+    one (Keras wants ``.keras``).
+    """
+    with atomic_paths(path) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths: Path) -> Iterator[tuple[Path, ...]]:
+    """Yield one temporary path beside each of ``paths`` (files or directories); when the block
+    succeeds, put all of them in place together, so that a stage's outputs are either all new
+    or all old.
+
+    Each earlier output is first moved aside; if putting any new one in place fails, those
+    already placed are removed and the earlier ones moved back before the error is raised.
+    """
+    paths = tuple(Path(path) for path in paths)
+    temporaries = tuple(_temporary_beside(path) for path in paths)
+    try:
+        yield temporaries
+        _replace_together(temporaries, paths)
+    finally:
+        for tmp in temporaries:
+            _remove(tmp)
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A new name in ``path``'s directory (so renaming is atomic), nothing created there yet."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(f"{path}: cannot write here: {path.parent} is not a directory") from None
+    token = secrets.token_hex(4)
+    return path.parent / f".{path.name}.{token}.tmp{path.suffix}"
+
+
+def _replace_together(temporaries: tuple[Path, ...], paths: tuple[Path, ...]) -> None:
+    for tmp, path in zip(temporaries, paths, strict=True):
+        if not tmp.exists():
+            raise OutputError(f"{path}: the stage finished without writing it")
+        if path.is_dir() != tmp.is_dir():
+            kind = "a directory" if path.is_dir() else "a file"
+            raise OutputError(f"{path}: is {kind}, but this output is not; remove it and rerun")
+    backups: list[tuple[Path, Path]] = []
+    placed: list[Path] = []
+    try:
+        for tmp, path in zip(temporaries, paths, strict=True):
+            if path.exists() or path.is_symlink():
+                backup = _temporary_beside(path).with_suffix(".old")
+                os.replace(path, backup)
+                backups.append((backup, path))
+            os.replace(tmp, path)
+            placed.append(path)
+    except BaseException:
+        for path in placed:
+            _remove(path)
+        for backup, path in backups:
+            os.replace(backup, path)
+        raise
+    for backup, _ in backups:
+        _remove(backup)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+class OutputError(DigitsError):
+    """An output cannot be written where the stage was told to write it."""
+
+
+class MissingInputError(DigitsError):
+    """A file that an earlier stage writes is not there."""
+
+
+def rerun_hint(stage: str) -> str:
+    return f"it is written by the {stage} stage: run `dvc repro {stage}`"
+
+
+def read_input_bytes(path: Path, stage: str) -> bytes:
+    """Read a file written by ``stage``; if it is missing, say which stage makes it."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise MissingInputError(f"{path}: missing; {rerun_hint(stage)}") from None

@@ -1,0 +1,87 @@
+"""The classifier: a dense Keras network on 28x28 images, built, compiled and fitted as Keras
+does it. The pieces that make it fast plug into that path: ``PhiloxDropout`` (dropout that XLA
+compiles well), ``FusedAdam`` (a one-pass Adam update) and ``training_batches`` (one seeded
+batch source)."""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from digits.batches import one_hot_labels, training_batches, validation_batches
+from digits.dropout import PhiloxDropout
+from digits.errors import DigitsError
+from digits.mnist import IMAGE_SHAPE, N_CLASSES
+from digits.optimizer import adam
+from digits.params import TrainParams
+
+
+class TrainingError(DigitsError):
+    """Training diverged: the loss is no longer a finite number."""
+
+
+def build_model(params: TrainParams, steps_per_epoch: int) -> keras.Sequential:
+    """Return a compiled Sequential: Flatten -> [Dense(relu) -> Dropout] * n -> Dense(softmax),
+    its initial weights drawn from ``params.seed``."""
+    keras.utils.set_random_seed(params.seed)
+    constraint = keras.constraints.MaxNorm(params.max_norm) if params.max_norm > 0 else None
+    layers = [keras.Input(shape=IMAGE_SHAPE), keras.layers.Flatten()]
+    for index, (units, rate) in enumerate(
+        zip(params.hidden_units, params.dropout, strict=True), start=1
+    ):
+        layers.append(
+            keras.layers.Dense(
+                units, activation="relu", kernel_constraint=constraint, name=f"hidden_{index}"
+            )
+        )
+        if rate > 0:
+            layers.append(PhiloxDropout(rate, seed=params.seed + index, name=f"dropout_{index}"))
+    layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", name="probabilities"))
+    model = keras.Sequential(layers, name="digits")
+    model.compile(
+        optimizer=adam(params, steps_per_epoch),
+        loss=_loss(params),
+        metrics=["accuracy"],
+        steps_per_execution=params.steps_per_execution,
+        jit_compile=params.jit_compile,
+    )
+    return model
+
+
+def _loss(params: TrainParams) -> keras.losses.Loss | str:
+    """Cross-entropy of the true digit, on one-hot labels when they are smoothed."""
+    if one_hot_labels(params):
+        return keras.losses.CategoricalCrossentropy(label_smoothing=params.label_smoothing)
+    return "sparse_categorical_crossentropy"
+
+
+def train_model(
+    model: keras.Model,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    params: TrainParams,
+    callbacks: list,
+    verbose: int | str,
+) -> keras.callbacks.History:
+    """Fit ``model`` on ``train`` = (x float32 (n, 28, 28), y uint8 (n,)), validating on
+    ``validation`` after every epoch; the callbacks get loss, accuracy, val_loss and
+    val_accuracy per epoch. The same params give the same weights, bit for bit."""
+    # Not before compile(): Keras then refuses XLA, as some XLA ops are not deterministic on GPU.
+    # On CPU the compiled step is (tests/test_model.py trains twice and compares the weights).
+    tf.config.experimental.enable_op_determinism()
+    history = model.fit(
+        training_batches(*train, params),
+        epochs=params.epochs,
+        validation_data=validation_batches(*validation, params),
+        shuffle=False,  # training_batches shuffles, seeded
+        callbacks=[*callbacks, keras.callbacks.TerminateOnNaN()],
+        verbose=verbose,
+    )
+    losses = history.history.get("loss", [])
+    if losses and not math.isfinite(losses[-1]):
+        raise TrainingError(
+            f"the training loss became {losses[-1]} in epoch {len(losses)}: check the data "
+            "(labels 0-9, pixels 0-1) or lower train.learning_rate"
+        )
+    return history

@@ -1,0 +1,24 @@
+"""Where the pipeline keeps its files, as the tools' defaults.
+
+The stages take their paths from ``dvc.yaml``; these are the same paths (tests/test_paths.py
+checks that they match), relative to the project root, for the ``digits`` commands.
+"""
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+PREPARED = Path("data/prepared")  # preprocess --out-dir
+MODEL = Path("data/model.keras")  # train --model
+CONFUSION = Path("plots/confusion.csv")  # evaluate --confusion
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The nearest directory at or above ``start`` (default: the current one) that holds
+    ``dvc.yaml``; ``start`` itself when there is none."""
+    start = (start or Path.cwd()).resolve()
+    return next((d for d in (start, *start.parents) if (d / "dvc.yaml").is_file()), start)
+
+
+def in_project(relative: Path) -> Path:
+    """``relative`` (one of the paths above) under the project root."""
+    return project_root() / relative
