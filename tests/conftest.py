@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny MNIST-like IDX files built here, never downloaded."""
+"""Shared fixtures: tiny MNIST-like IDX files built here (never downloaded), and one copy of the
+project that has run the whole pipeline on them, shared by the tests that need DVC."""
 
 import copy
 import gzip
@@ -17,12 +18,8 @@ import yaml
 from digits.idx import encode_idx
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-FILE_NAMES = {
-    "train_images": "train-images-idx3-ubyte.gz",
-    "train_labels": "train-labels-idx1-ubyte.gz",
-    "test_images": "t10k-images-idx3-ubyte.gz",
-    "test_labels": "t10k-labels-idx1-ubyte.gz",
-}
+# The `digits` console script of the interpreter running the tests (not necessarily on PATH).
+DIGITS = str(Path(sys.executable).parent / "digits")
 
 
 def tiny_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +58,8 @@ def write_mirror(directory: Path, files: dict[str, bytes]) -> Path:
     """Write ``files`` gzipped under their MNIST names in ``directory``; return it."""
     directory.mkdir(parents=True, exist_ok=True)
     for key, data in files.items():
-        (directory / FILE_NAMES[key]).write_bytes(gzip.compress(data, mtime=0))
+        name = load_project_params()["download"]["files"][key]["name"]
+        (directory / name).write_bytes(gzip.compress(data, mtime=0))
     return directory
 
 
@@ -125,6 +123,17 @@ def tiny_workspace(root: Path, project: bool = True) -> tuple[Path, Path]:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "params.yaml").write_text(yaml.safe_dump(tiny_params(files), sort_keys=False))
     return workdir, mirror
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> tuple[Path, Path]:
+    """A copy of the project on tiny data after one full `dvc repro`, results committed:
+    (project, mirror). Tests that change it put it back as they found it."""
+    project, mirror = tiny_workspace(tmp_path_factory.mktemp("tiny"))
+    result = dvc(project, "repro", env=venv_env(MNIST_MIRROR=str(mirror)))
+    assert stages_run(result.stdout) == list(STAGES)
+    commit_all(project, "tiny results")
+    return project, mirror
 
 
 def commit_all(project: Path, message: str) -> None:

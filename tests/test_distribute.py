@@ -21,16 +21,13 @@ from conftest import (
     write_mirror,
 )
 
-from digits import distribute
 from digits.distribute import (
     DistributeError,
     Worker,
-    is_chief,
+    join_cluster,
     params_for_worker,
     parse_tf_config,
     per_worker_batch_size,
-    shard_by_data,
-    strategy_scope,
     worker_from_env,
     worker_output,
 )
@@ -84,12 +81,13 @@ def test_worker_from_env_is_none_without_tf_config():
 
 
 def test_without_tf_config_nothing_changes(tmp_path):
-    """No strategy, no scope, and every output at its own path: today's single-process run."""
-    assert distribute.make_strategy(None, batch_size=128) is None
-    with strategy_scope(None):
+    """No strategy, no scope, the params as they are, and every output at its own path."""
+    params = parse_params(load_project_params()).train
+    cluster = join_cluster(params, environ={})
+    assert cluster.strategy is None and cluster.params is params and cluster.is_chief
+    with cluster.scope():
         assert not tf.distribute.has_strategy()
-    assert is_chief(None)
-    with worker_output(None, tmp_path / "model.keras") as path:
+    with cluster.output(tmp_path / "model.keras") as path:
         assert path == tmp_path / "model.keras"
 
 
@@ -100,15 +98,11 @@ def test_batch_size_is_global_and_must_split_evenly():
         per_worker_batch_size(128, 3)
 
 
-def test_workers_train_with_keras_fit_without_xla_one_step_per_call():
+def test_workers_train_without_xla_one_step_per_call():
     params = parse_params(load_project_params()).train
-    assert params.steps_per_execution > 1
-    assert params.training_loop == "in_graph"
-    assert params_for_worker(None, params) is params
-    on_worker = params_for_worker(Worker("worker", 1, n_workers=2, is_chief=False), params)
-    assert on_worker == dataclasses.replace(
-        params, training_loop="keras_fit", jit_compile=False, steps_per_execution=1
-    )
+    assert params.steps_per_execution > 1 and params.jit_compile
+    on_worker = params_for_worker(params)
+    assert on_worker == dataclasses.replace(params, jit_compile=False, steps_per_execution=1)
 
 
 def test_the_chief_writes_its_outputs_in_place(tmp_path):
@@ -130,20 +124,7 @@ def test_other_workers_write_to_a_directory_that_is_removed(tmp_path, monkeypatc
     assert not (tmp_path / "data").exists()
 
 
-def test_shard_by_data_sets_the_data_policy():
-    dataset = shard_by_data(tf.data.Dataset.range(4).batch(2))
-    policy = dataset.options().experimental_distribute.auto_shard_policy
-    assert policy == tf.data.experimental.AutoShardPolicy.DATA
-    assert [b.tolist() for b in dataset.as_numpy_iterator()] == [[0, 1], [2, 3]]
-
-
 TRAIN_SCRIPT = PROJECT_ROOT / "stages/train.py"
-
-
-def train_stage_is_distributed() -> bool:
-    return "digits.distribute" in TRAIN_SCRIPT.read_text() or (
-        "from digits import distribute" in TRAIN_SCRIPT.read_text()
-    )
 
 
 def free_ports(count: int) -> list[int]:
@@ -173,9 +154,7 @@ def files_under(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
 
 
-@pytest.mark.skipif(
-    not train_stage_is_distributed(), reason="train stage has no multi-worker support yet"
-)
+@pytest.mark.integration
 def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
     files = tiny_mnist_files()
     mirror = write_mirror(tmp_path / "mirror", files)

@@ -14,13 +14,11 @@ import yaml
 from conftest import (
     PROJECT_ROOT,
     STAGES,
-    commit_all,
     copy_project,
     dvc,
     load_project_params,
     md5_hex,
     stages_run,
-    tiny_workspace,
     venv_env,
 )
 
@@ -49,22 +47,17 @@ def restore(project: Path, env: dict) -> None:
     dvc(project, "checkout", env=env)
 
 
-@pytest.fixture(scope="module")
-def tiny_project(tmp_path_factory) -> tuple[Path, dict]:
-    """A copy of the project on tiny data, after one full `dvc repro`, results committed."""
-    root = tmp_path_factory.mktemp("tiny")
-    project, mirror = tiny_workspace(root)
-    env = venv_env(MNIST_MIRROR=str(mirror))
-    result = dvc(project, "repro", env=env)
-    assert stages_run(result.stdout) == list(STAGES)
-    commit_all(project, "tiny results")
-    return project, env
+@pytest.fixture
+def tiny_project(tiny_pipeline) -> tuple[Path, dict]:
+    project, mirror = tiny_pipeline
+    return project, venv_env(MNIST_MIRROR=str(mirror))
 
 
+@pytest.mark.integration
 def test_tiny_pipeline_writes_every_declared_output(tiny_project):
     project, _ = tiny_project
     metrics = json.loads((project / "metrics/metrics.json").read_text())
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert metrics["accuracy"] >= 0.5  # the tiny digits are easy: far above chance
     assert sorted(metrics["per_class_accuracy"]) == [str(d) for d in range(10)]
     assert (
         (project / "plots/training.csv")
@@ -83,6 +76,7 @@ def test_tiny_pipeline_writes_every_declared_output(tiny_project):
     ]
 
 
+@pytest.mark.integration
 def test_second_repro_runs_nothing(tiny_project):
     project, env = tiny_project
     result = dvc(project, "repro", env=env)
@@ -90,6 +84,7 @@ def test_second_repro_runs_nothing(tiny_project):
     assert dvc(project, "status", "--json", env=env).stdout.strip() == "{}"
 
 
+@pytest.mark.integration
 def test_params_change_reruns_only_downstream_stages(tiny_project):
     project, env = tiny_project
     set_param(project, "train", "epochs", 1)
@@ -99,6 +94,7 @@ def test_params_change_reruns_only_downstream_stages(tiny_project):
     restore(project, env)
 
 
+@pytest.mark.integration
 def test_misspelt_param_fails_repro_with_a_suggestion(tiny_project):
     project, env = tiny_project
     before = outputs(project)
@@ -110,6 +106,7 @@ def test_misspelt_param_fails_repro_with_a_suggestion(tiny_project):
     assert outputs(project) == before
 
 
+@pytest.mark.integration
 def test_unknown_section_fails_repro_though_no_stage_reads_it(tiny_project):
     project, env = tiny_project
     before = outputs(project)
@@ -123,6 +120,7 @@ def test_unknown_section_fails_repro_though_no_stage_reads_it(tiny_project):
     assert outputs(project) == before
 
 
+@pytest.mark.integration
 def test_killed_repro_loses_nothing_that_checkout_cannot_restore(tiny_project):
     """Kill `dvc repro` mid-training: git and `dvc checkout` bring every earlier output back
     byte for byte, and the next `dvc repro` has nothing left to do."""
@@ -149,12 +147,12 @@ def test_killed_repro_loses_nothing_that_checkout_cannot_restore(tiny_project):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not os.environ.get("MNIST_MIRROR"),
-    reason="MNIST_MIRROR is not set: the "
-    "end-to-end test needs the real MNIST files and never uses the network",
-)
 def test_real_pipeline_reproduces_committed_results(tmp_path):
+    if not os.environ.get("MNIST_MIRROR"):
+        message = "MNIST_MIRROR is not set: this test needs the real MNIST files, never the network"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     project = copy_project(tmp_path / "project")
     committed = {
         path: path.read_bytes()
@@ -213,19 +211,21 @@ def test_committed_lock_matches_the_code_params_and_results():
 
 
 def imported_modules(path: Path) -> set[str]:
-    """The ``stages/digits/*.py`` files that ``path`` imports, directly or through each other."""
+    """The ``src/digits/*.py`` files that ``path`` imports, directly or through each other."""
     found: set[str] = set()
     pending = [path]
     while pending:
         tree = ast.parse(pending.pop().read_text())
         for node in ast.walk(tree):
             names = []
-            if isinstance(node, ast.ImportFrom) and node.module == "digits":
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names if alias.name.startswith("digits.")]
+            elif isinstance(node, ast.ImportFrom) and node.module == "digits":
                 names = [f"digits.{alias.name}" for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("digits."):
                 names = [node.module]
             for name in names:
-                module = f"stages/{name.replace('.', '/')}.py"
+                module = f"src/{name.replace('.', '/')}.py"
                 if module not in found:
                     found.add(module)
                     pending.append(PROJECT_ROOT / module)
@@ -238,7 +238,7 @@ def test_each_stage_declares_the_code_it_runs():
     stages = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         script = stage["cmd"].split()[1]
-        declared = {dep for dep in stage["deps"] if dep.startswith("stages/")}
+        declared = {dep for dep in stage["deps"] if dep.startswith(("stages/", "src/"))}
         needed = imported_modules(PROJECT_ROOT / script) | {script}
         assert needed <= declared, f"{name}: add {sorted(needed - declared)} to its deps"
         assert declared <= needed, f"{name}: {sorted(declared - needed)} are not used"

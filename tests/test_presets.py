@@ -1,24 +1,19 @@
 """Presets: every file in presets/ is valid over params.yaml, and its -S args say the same."""
 
-import importlib.util
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import DIGITS
 from dvc.utils.hydra import apply_overrides
 
+from digits import presets as preset_args
 from digits.params import ParamsError, load_params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "preset_args.py"
 PRESETS = sorted((ROOT / "presets").glob("*.yaml"))
-
-spec = importlib.util.spec_from_file_location("preset_args", SCRIPT)
-preset_args = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(preset_args)
 
 
 def test_overrides_are_dotted_and_free_of_spaces():
@@ -44,13 +39,14 @@ def test_bad_value_in_preset_is_named(tmp_path):
         preset_args.load_preset(preset, ROOT / "params.yaml")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("preset", PRESETS, ids=[path.stem for path in PRESETS])
 def test_dvc_applies_preset_args_as_written(preset, tmp_path):
     """What `dvc exp run -S ...` does to params.yaml equals merging the preset file into it."""
     params = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", params)
     printed = subprocess.run(
-        [sys.executable, str(SCRIPT), str(preset), "--params", str(params)],
+        [DIGITS, "preset", str(preset), "--params", str(params)],
         check=True,
         capture_output=True,
         text=True,

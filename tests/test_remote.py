@@ -12,14 +12,14 @@ from pathlib import Path
 import boto3
 import pytest
 from conftest import (
-    STAGES,
     commit_all,
     dvc,
     stages_run,
-    tiny_workspace,
     venv_env,
 )
 from moto.server import ThreadedMotoServer
+
+pytestmark = pytest.mark.integration
 
 BUCKET = "digits-test"
 # Fake credentials: moto accepts any; real ones must never be picked up from this machine.
@@ -65,14 +65,10 @@ def data_files(project: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def tiny_project(tmp_path_factory) -> tuple[Path, dict]:
-    """A copy of the project on tiny data after one full `dvc repro`, results committed."""
-    root = tmp_path_factory.mktemp("remote")
-    project, mirror = tiny_workspace(root)
-    env = isolated_env(root, MNIST_MIRROR=str(mirror))
-    assert stages_run(dvc(project, "repro", env=env).stdout) == list(STAGES)
-    commit_all(project, "tiny results")
-    return project, env
+def tiny_project(tiny_pipeline, tmp_path_factory) -> tuple[Path, dict]:
+    """The shared tiny project, with an environment that sees no real AWS settings."""
+    project, mirror = tiny_pipeline
+    return project, isolated_env(tmp_path_factory.mktemp("aws"), MNIST_MIRROR=str(mirror))
 
 
 @pytest.fixture(scope="module")

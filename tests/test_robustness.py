@@ -15,6 +15,8 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT, tiny_workspace, venv_env, write_mirror
 
+pytestmark = pytest.mark.integration
+
 from digits.idx import encode_idx
 
 STAGE_COMMANDS = {
@@ -123,6 +125,24 @@ def test_corrupt_model_names_the_file_and_keeps_metrics(work):
     assert (workdir / "metrics/metrics.json").read_bytes() == metrics
 
 
+def test_evaluate_replaces_all_its_outputs_or_none(work):
+    """A later output that cannot be written (a file where the images directory goes) leaves
+    the earlier ones as they were, not a mix of old and new."""
+    workdir, _, env = work
+    shutil.rmtree(workdir / "plots/images")
+    (workdir / "plots/images").write_text("not a directory")
+    (workdir / "data/prepared/x_test.npy").write_bytes(  # so the new metrics would differ
+        (workdir / "data/prepared/x_validation.npy").read_bytes()
+    )
+    (workdir / "data/prepared/y_test.npy").write_bytes(
+        (workdir / "data/prepared/y_validation.npy").read_bytes()
+    )
+    before = snapshot(workdir / "metrics") | snapshot(workdir / "plots")
+    result = run_stage(workdir, "evaluate", env)
+    assert_fails_naming(result, "plots/images: is a file")
+    assert snapshot(workdir / "metrics") | snapshot(workdir / "plots") == before
+
+
 def test_bad_params_stop_before_any_data_is_read(work):
     workdir, _, env = work
     shutil.rmtree(workdir / "data")  # a stage that read data first would report missing files
@@ -157,7 +177,7 @@ def wait_for_epoch(process: subprocess.Popen) -> None:
     raise AssertionError(f"training ended before its second epoch: {process.wait()}")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_interrupted_training_leaves_earlier_outputs_intact(work, sig):
     workdir, _, env = work
     before = snapshot(workdir)
@@ -170,15 +190,15 @@ def test_interrupted_training_leaves_earlier_outputs_intact(work, sig):
         process.kill()
         raise AssertionError(f"training still running 120 s after {sig.name}") from None
     status = process.returncode
-    if sig == signal.SIGINT:
-        assert status == 130 and "interrupted" in rest
-    else:
+    if sig == signal.SIGKILL:
         assert status == -signal.SIGKILL
+    else:  # Ctrl-C, and what CI runners and `timeout` send
+        assert status == 130 and "interrupted" in rest
     after = snapshot(workdir)
     after.pop("params.yaml"), before.pop("params.yaml")
     leftovers = [name for name in after if Path(name).name.startswith(".")]
     assert {k: v for k, v in after.items() if k not in leftovers} == before
-    if sig == signal.SIGINT:
+    if sig != signal.SIGKILL:
         assert leftovers == []  # a clean interrupt removes its temporary files
 
 

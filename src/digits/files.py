@@ -63,7 +63,7 @@ def _replace_together(temporaries: tuple[Path, ...], paths: tuple[Path, ...]) ->
     try:
         for tmp, path in zip(temporaries, paths, strict=True):
             if path.exists() or path.is_symlink():
-                backup = _temporary_beside(path).with_suffix(".old")
+                backup = path.parent / f".{path.name}.{secrets.token_hex(4)}.old"
                 os.replace(path, backup)
                 backups.append((backup, path))
             os.replace(tmp, path)

@@ -7,7 +7,6 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from digits.batches import one_hot_labels, training_batches, validation_batches
 from digits.dropout import PhiloxDropout
@@ -66,10 +65,13 @@ def train_model(
 ) -> keras.callbacks.History:
     """Fit ``model`` on ``train`` = (x float32 (n, 28, 28), y uint8 (n,)), validating on
     ``validation`` after every epoch; the callbacks get loss, accuracy, val_loss and
-    val_accuracy per epoch. The same params give the same weights, bit for bit."""
-    # Not before compile(): Keras then refuses XLA, as some XLA ops are not deterministic on GPU.
-    # On CPU the compiled step is (tests/test_model.py trains twice and compares the weights).
-    tf.config.experimental.enable_op_determinism()
+    val_accuracy per epoch.
+
+    The same params give the same weights, bit for bit (tests/test_model.py trains twice and
+    compares them; a fresh clone's `dvc repro` reproduces the model's hash): every op on this
+    path is deterministic on CPU. ``tf.config.experimental.enable_op_determinism`` is not used:
+    Keras turns XLA off whenever it is on, for the sake of GPUs, where some XLA ops are not.
+    """
     history = model.fit(
         training_batches(*train, params),
         epochs=params.epochs,

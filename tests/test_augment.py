@@ -1,0 +1,35 @@
+"""Augmentation: off is the identity; on, it is seeded and reads the images bilinearly."""
+
+import numpy as np
+from test_model import ALL_OPTIONS, NO_AUGMENT, random_data
+
+from digits.augment import _sample_bilinear, distort_images
+
+
+def test_distort_images_without_options_is_identity():
+    x, _ = random_data(4, 4)
+    out = distort_images(x, np.array([1, 2], dtype=np.int64), NO_AUGMENT)
+    np.testing.assert_array_equal(out.numpy(), x)
+
+
+def test_distort_images_is_seeded():
+    x, _ = random_data(4, 4)
+    augment = ALL_OPTIONS.augment
+    first = distort_images(x, np.array([1, 2], dtype=np.int64), augment).numpy()
+    again = distort_images(x, np.array([1, 2], dtype=np.int64), augment).numpy()
+    other = distort_images(x, np.array([3, 4], dtype=np.int64), augment).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert first.shape == x.shape and 0 <= first.min() and first.max() <= 1
+
+
+def test_bilinear_sampling_reads_whole_and_half_pixels():
+    image = np.zeros((1, 28, 28), dtype=np.float32)
+    image[0, 10, 12] = 1.0
+    rows, columns = np.meshgrid(np.arange(28.0), np.arange(28.0), indexing="ij")
+    rows, columns = rows[None].astype(np.float32), columns[None].astype(np.float32)
+    moved = _sample_bilinear(image, rows - 1, columns + 0.5).numpy()
+    assert moved[0, 11, 11] == 0.5 and moved[0, 11, 12] == 0.5  # one down, half left
+    assert moved.sum() == 1.0
+    outside = _sample_bilinear(image, rows + 40, columns).numpy()
+    assert not outside.any()  # beyond the edge reads the zero background

@@ -1,0 +1,76 @@
+"""Atomic outputs: all new or all old, and nothing left behind."""
+
+import pytest
+
+from digits.files import OutputError, atomic_path, atomic_paths
+
+
+def test_atomic_path_replaces_the_file_when_the_block_succeeds(tmp_path):
+    target = tmp_path / "out" / "model.keras"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.name.endswith(".keras")
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model.keras"]
+
+
+def test_atomic_path_leaves_nothing_behind_on_an_exception(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_outputs_are_replaced_together_or_not_at_all(tmp_path):
+    first, second = tmp_path / "metrics.json", tmp_path / "images"
+    first.write_text("old")
+    second.mkdir()
+    (second / "a.png").write_text("old")
+    with pytest.raises(OutputError, match="images: is a directory"), atomic_paths(
+        first, second
+    ) as (first_tmp, second_tmp):
+        first_tmp.write_text("new")
+        second_tmp.write_text("a file where the directory was")
+    assert first.read_text() == "old" and (second / "a.png").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "metrics.json"]
+
+
+def test_a_failed_rename_puts_the_earlier_outputs_back(tmp_path, monkeypatch):
+    import digits.files
+
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("old a")
+    second.write_text("old b")
+    real_replace = digits.files.os.replace
+
+    def failing_replace(source, target):
+        if str(target) == str(second) and ".tmp" in str(source):  # the new b.csv only
+            raise OSError(28, "No space left on device", str(target))
+        real_replace(source, target)
+
+    monkeypatch.setattr(digits.files.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space left"), atomic_paths(first, second) as tmps:
+        for tmp in tmps:
+            tmp.write_text("new")
+    assert (first.read_text(), second.read_text()) == ("old a", "old b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv"]
+
+
+def test_directories_are_replaced_whole(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "stale.png").write_text("old")
+    with atomic_paths(images) as (tmp,):
+        tmp.mkdir()
+        (tmp / "new.png").write_text("new")
+    assert [p.name for p in images.iterdir()] == ["new.png"]
+
+
+def test_an_output_under_a_regular_file_is_one_clear_error(tmp_path):
+    (tmp_path / "plots").write_text("a file")
+    with pytest.raises(OutputError, match="plots is not a directory"):
+        with atomic_path(tmp_path / "plots" / "training.csv"):
+            pass
