@@ -11,7 +11,6 @@ import logging
 
 import pandas as pd
 
-from digits.batches import VALIDATION_BATCH
 from digits.data import load_split
 from digits.evaluation import (
     confusion_counts,
@@ -38,6 +37,7 @@ def main() -> None:
     x_test, y_test = load_split(args.data_dir, "test")
     history = pd.read_csv(io.BytesIO(read_input_bytes(args.history, "train")))
 
+    from digits.batches import VALIDATION_BATCH
     from digits.saving import load_model
 
     model = load_model(args.model)

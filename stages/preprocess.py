@@ -6,12 +6,12 @@ python stages/preprocess.py --raw-dir data/raw --out-dir data/prepared
 import logging
 from pathlib import Path
 
-from digits.stage import run_stage, stage_arguments
 from digits.data import save_split, scale_pixels, split_train_validation
-from digits.files import read_input_bytes
+from digits.files import atomic_paths, read_input_bytes
 from digits.idx import check_same_count, parse_idx_images, parse_idx_labels
 from digits.mnist import IMAGE_SHAPE
 from digits.params import DownloadParams, load_params
+from digits.stage import run_stage, stage_arguments
 
 log = logging.getLogger("preprocess")
 
@@ -44,9 +44,12 @@ def main() -> None:
         "validation": (train_images[validation_index], train_labels[validation_index]),
         "test": (test_images, test_labels),
     }
-    for split, (images, labels) in splits.items():
-        save_split(args.out_dir, split, scale_pixels(images), labels)
-        log.info("%s: %d images %s -> %s", split, len(images), images.shape[1:], args.out_dir)
+    with atomic_paths(args.out_dir) as (out_tmp,):
+        out_tmp.mkdir()
+        for split, (images, labels) in splits.items():
+            save_split(out_tmp, split, scale_pixels(images), labels)
+            log.info("%s: %d images %s", split, len(images), images.shape[1:])
+    log.info("wrote %s", args.out_dir)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,9 @@ from digits.distribute import (
     join_cluster,
     params_for_worker,
     parse_tf_config,
+    peer_timeout_s,
     per_worker_batch_size,
+    wait_for_peers,
     worker_from_env,
     worker_output,
 )
@@ -53,7 +56,10 @@ def tf_config(cluster: dict, task_type: str, index) -> str:
     ],
 )
 def test_parse_tf_config(cluster, task_type, index, expected):
-    assert parse_tf_config(tf_config(cluster, task_type, index)) == expected
+    worker = parse_tf_config(tf_config(cluster, task_type, index))
+    assert dataclasses.replace(worker, addresses={}) == expected
+    assert len(worker.addresses) == expected.n_workers
+    assert worker.addresses[worker.name] == cluster[task_type][index]
 
 
 @pytest.mark.parametrize(
@@ -206,3 +212,48 @@ def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
     assert len(curves) == 1 + tiny_params(files)["train"]["epochs"]
     assert files_under(tmp_path / "worker1") == []
     assert files_under(tmp_path / "tmp1") == []
+
+
+def worker_of_two(tmp_ports: list[int], index: int = 0) -> Worker:
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in tmp_ports]}
+    return parse_tf_config(tf_config(cluster, "worker", index))
+
+
+def test_waiting_for_a_peer_that_never_starts_names_it():
+    worker = worker_of_two(free_ports(2))
+    started = time.monotonic()
+    with pytest.raises(
+        DistributeError, match=r"worker 1 \(127\.0\.0\.1:\d+\) did not start within"
+    ):
+        wait_for_peers(worker, timeout_s=0.5, poll_s=0.05)
+    assert time.monotonic() - started < 5
+
+
+def test_waiting_ends_when_the_peer_listens():
+    ports = free_ports(2)
+    with socket.create_server(("127.0.0.1", ports[1])):
+        wait_for_peers(worker_of_two(ports), timeout_s=5, poll_s=0.05)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "soon", "inf"])
+def test_peer_timeout_must_be_a_positive_number(value):
+    with pytest.raises(DistributeError, match="DIGITS_PEER_TIMEOUT_S"):
+        peer_timeout_s({"DIGITS_PEER_TIMEOUT_S": value})
+    assert peer_timeout_s({}) > 0
+
+
+@pytest.mark.integration
+def test_a_worker_waiting_for_its_peer_stops_on_sigterm(tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    env = dict(os.environ, TF_CONFIG=tf_config(cluster, "worker", 0))
+    params = tmp_path / "params.yaml"
+    params.write_text((PROJECT_ROOT / "params.yaml").read_text())
+    process = subprocess.Popen(
+        [sys.executable, str(TRAIN_SCRIPT), "--params", str(params), "--data-dir", "absent",
+         "--model", "m.keras", "--history", "h.csv"],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)
+    process.terminate()
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and "interrupted" in err

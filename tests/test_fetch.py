@@ -1,12 +1,13 @@
 """Fetching from directories and from a local HTTP server on 127.0.0.1, never the network."""
 
 import gzip
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import FILE_NAMES, md5_hex
+from conftest import load_project_params, md5_hex
 
 from digits.fetch import (
     DownloadError,
@@ -18,17 +19,21 @@ from digits.fetch import (
 from digits.params import SourceFile
 
 CONTENT = b"\x00\x00\x08\x01\x00\x00\x00\x03\x01\x02\x03"
-GOOD = SourceFile(name=FILE_NAMES["train_labels"], md5=md5_hex(CONTENT))
+GOOD = SourceFile(
+    name=load_project_params()["download"]["files"]["train_labels"]["name"], md5=md5_hex(CONTENT)
+)
 
 
 class Mirror:
     """A local HTTP mirror: ``routes`` maps a path to (status, body); ``stall_s`` delays answers;
-    ``truncate`` announces more bytes than it sends. ``hits`` counts requests per path."""
+    ``truncate`` announces more bytes than it sends, ``content_length`` announces that text.
+    ``hits`` counts requests per path."""
 
     def __init__(self):
         self.routes: dict[str, tuple[int, bytes]] = {}
         self.stall_s = 0.0
         self.truncate = False
+        self.content_length: str | None = None  # sent instead of the real length when set
         self.hits: dict[str, int] = {}
         mirror = self
 
@@ -38,7 +43,8 @@ class Mirror:
                 time.sleep(mirror.stall_s)
                 status, body = mirror.routes.get(self.path, (404, b"not here"))
                 self.send_response(status)
-                self.send_header("Content-Length", str(len(body) + 100 * mirror.truncate))
+                length = mirror.content_length or str(len(body) + 100 * mirror.truncate)
+                self.send_header("Content-Length", length)
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -162,3 +168,66 @@ def test_environment_mirror_that_does_not_exist_is_an_error(tmp_path):
 def test_environment_mirror_over_plain_http_to_another_host_is_refused():
     with pytest.raises(DownloadError, match="MNIST_MIRROR: expected an https:// URL"):
         candidate_sources("http://mirror.example.com/mnist/", [])
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://[::1/", "https://a:99999/"])
+def test_malformed_environment_mirror_url_is_one_error_naming_the_variable(url):
+    with pytest.raises(DownloadError) as caught:
+        candidate_sources(url, [])
+    assert str(caught.value) == (
+        f"environment: MNIST_MIRROR: not a valid URL ({_url_error(url)}), got {url!r}; "
+        "fix it, or `unset MNIST_MIRROR` to use the mirrors in params.yaml"
+    )
+
+
+def _url_error(url: str) -> str:
+    return "Port out of range 0-65535" if url.endswith(":99999/") else "Invalid IPv6 URL"
+
+
+def test_environment_mirror_path_too_long_is_one_error_naming_the_variable():
+    with pytest.raises(DownloadError, match=r"MNIST_MIRROR='x{5000}': .*unset MNIST_MIRROR"):
+        candidate_sources("x" * 5000, [])
+
+
+def test_fifo_in_a_mirror_directory_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / GOOD.name)
+    with pytest.raises(DownloadError, match=f"{GOOD.name}: not a regular file"):
+        fetch([str(tmp_path)])
+
+
+def test_directory_in_place_of_a_file_is_refused(tmp_path):
+    (tmp_path / GOOD.name).mkdir()
+    with pytest.raises(DownloadError, match=f"{GOOD.name}: not a regular file"):
+        fetch([str(tmp_path)])
+
+
+def test_oversized_file_in_a_mirror_directory_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("digits.fetch.MAX_DOWNLOAD_BYTES", 10)
+    (tmp_path / GOOD.name).write_bytes(gzip.compress(CONTENT))
+    with pytest.raises(DownloadError, match="larger than 10 bytes, not an MNIST file"):
+        fetch([str(tmp_path)])
+
+
+def test_gzip_bomb_stops_at_the_size_cap(monkeypatch):
+    monkeypatch.setattr("digits.fetch.MAX_FILE_BYTES", 1000)
+    with pytest.raises(SourceError, match="here: decompresses to more than 1000 bytes"):
+        gunzip_verified(gzip.compress(bytes(10**6)), GOOD.md5, "here")
+
+
+def test_gunzip_verified_reads_every_gzip_member():
+    raw = gzip.compress(CONTENT[:5]) + gzip.compress(CONTENT[5:])
+    assert gunzip_verified(raw, GOOD.md5, "here") == CONTENT
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "9" * 5000])
+def test_unreadable_content_length_is_ignored(mirror, length):
+    mirror.serve(GOOD.name, gzip.compress(CONTENT))
+    mirror.content_length = length
+    assert fetch([mirror.url]) == CONTENT
+
+
+def test_body_larger_than_an_mnist_file_is_refused(mirror, monkeypatch):
+    monkeypatch.setattr("digits.fetch.MAX_DOWNLOAD_BYTES", 10)
+    mirror.serve(GOOD.name, gzip.compress(CONTENT))
+    with pytest.raises(DownloadError, match="bytes announced, more than an MNIST file"):
+        fetch([mirror.url])

@@ -29,9 +29,10 @@ def test_outputs_are_replaced_together_or_not_at_all(tmp_path):
     first.write_text("old")
     second.mkdir()
     (second / "a.png").write_text("old")
-    with pytest.raises(OutputError, match="images: is a directory"), atomic_paths(
-        first, second
-    ) as (first_tmp, second_tmp):
+    with (
+        pytest.raises(OutputError, match="images: is a directory"),
+        atomic_paths(first, second) as (first_tmp, second_tmp),
+    ):
         first_tmp.write_text("new")
         second_tmp.write_text("a file where the directory was")
     assert first.read_text() == "old" and (second / "a.png").read_text() == "old"

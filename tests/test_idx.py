@@ -65,3 +65,12 @@ def test_labels_need_one_dimension():
 def test_image_and_label_counts_must_agree():
     with pytest.raises(IdxError, match="x has 3 images but y has 2 labels"):
         check_same_count(np.zeros((3, 28, 28)), np.zeros(2), "x", "y")
+
+
+def test_dimensions_whose_product_overflows_int64_are_refused():
+    # 65536^4 = 2^64 wraps around to 0 in int64, which an empty body would then match
+    header = bytes([0, 0, 0x08, 4]) + np.array([2**16] * 4, ">u4").tobytes()
+    with pytest.raises(
+        IdxError, match=r"\(18446744073709551636 bytes in all\) but the file has 20"
+    ):
+        parse_idx(header)

@@ -149,7 +149,7 @@ def test_killed_repro_loses_nothing_that_checkout_cannot_restore(tiny_project):
 @pytest.mark.slow
 def test_real_pipeline_reproduces_committed_results(tmp_path):
     if not os.environ.get("MNIST_MIRROR"):
-        message = "MNIST_MIRROR is not set: this test needs the real MNIST files, never the network"
+        message = "MNIST_MIRROR is unset: this test needs the real MNIST files, never the network"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)

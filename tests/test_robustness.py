@@ -15,9 +15,9 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT, tiny_workspace, venv_env, write_mirror
 
-pytestmark = pytest.mark.integration
-
 from digits.idx import encode_idx
+
+pytestmark = pytest.mark.integration
 
 STAGE_COMMANDS = {
     name: shlex.split(stage["cmd"])
@@ -181,7 +181,7 @@ def wait_for_epoch(process: subprocess.Popen) -> None:
 def test_interrupted_training_leaves_earlier_outputs_intact(work, sig):
     workdir, _, env = work
     before = snapshot(workdir)
-    process = start_training(workdir, env, epochs=100_000)  # far more than it runs
+    process = start_training(workdir, env, epochs=10_000)  # far more than it runs
     wait_for_epoch(process)
     process.send_signal(sig)
     try:

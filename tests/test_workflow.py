@@ -1,5 +1,5 @@
 """The GitHub Actions workflows: actionlint finds nothing, and the compare workflow runs on the
-changes that can move the results, with what scripts/compare.py needs."""
+changes that can move the results, with what `digits compare` needs."""
 
 import shutil
 import subprocess
@@ -19,6 +19,7 @@ def find_actionlint() -> str | None:
     return str(beside) if beside.exists() else shutil.which("actionlint")
 
 
+@pytest.mark.integration
 def test_workflows_pass_actionlint():
     actionlint = find_actionlint()
     if actionlint is None:
@@ -39,7 +40,14 @@ def load_compare_workflow() -> dict:
 
 def test_compare_workflow_triggers_on_changes_that_move_the_results():
     paths = load_compare_workflow()["on"]["pull_request"]["paths"]
-    assert sorted(paths) == ["dvc.yaml", "params.yaml", "requirements.txt", "stages/**"]
+    assert sorted(paths) == ["dvc.yaml", "params.yaml", "requirements.txt", "src/**", "stages/**"]
+
+
+def test_compare_workflow_installs_the_digits_command():
+    steps = load_compare_workflow()["jobs"]["compare"]["steps"]
+    assert "pip install -r requirements.txt" in [step.get("run") for step in steps]
+    requirements = (WORKFLOWS.parents[1] / "requirements.txt").read_text().splitlines()
+    assert "-e ." in requirements  # the project itself, which declares `digits`
 
 
 def test_compare_workflow_has_history_permission_and_the_gate():
@@ -49,8 +57,8 @@ def test_compare_workflow_has_history_permission_and_the_gate():
     checkout = next(step for step in steps if step.get("uses", "").startswith("actions/checkout"))
     assert checkout["with"]["fetch-depth"] == 0
     runs = [step.get("run", "") for step in steps]
-    compare_step = next(run for run in runs if "scripts/compare.py" in run)
-    assert '--base "$BASE_REF"' in compare_step
+    compare_step = next(run for run in runs if "digits compare" in run)
+    assert 'digits compare --base "$BASE_REF" --markdown report.md' in compare_step
     assert workflow["jobs"]["compare"]["env"]["BASE_REF"] == "origin/${{ github.base_ref }}"
     # the report is posted before the job fails on the gate
     names = [step.get("name") for step in steps]

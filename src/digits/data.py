@@ -10,6 +10,8 @@ import numpy as np
 
 from digits.errors import DigitsError
 from digits.files import atomic_path, rerun_hint
+from digits.mnist import IMAGE_SHAPE, N_CLASSES
+from digits.params import validation_count
 
 SPLITS = ("train", "validation", "test")
 
@@ -28,13 +30,9 @@ def scale_pixels(images: np.ndarray) -> np.ndarray:
 def split_train_validation(
     n_examples: int, validation_fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (train_indices, validation_indices): a seeded random partition of range(n)."""
-    n_validation = round(n_examples * validation_fraction)
-    if not 0 < n_validation < n_examples:
-        raise ValueError(
-            f"validation_fraction {validation_fraction} of {n_examples} examples "
-            "leaves an empty split"
-        )
+    """Return (train_indices, validation_indices): a seeded random partition of range(n);
+    raise ``ParamsError`` if either would be empty."""
+    n_validation = validation_count(n_examples, validation_fraction)
     order = np.random.default_rng(seed).permutation(n_examples)
     return np.sort(order[n_validation:]), np.sort(order[:n_validation])
 
@@ -48,18 +46,51 @@ def save_split(directory: Path, split: str, x: np.ndarray, y: np.ndarray) -> Non
 
 
 def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read a split written by ``save_split``; errors name the file and the stage that makes it."""
-    x = _load_array(Path(directory) / f"x_{split}.npy", np.float32, ndim=3)
-    y = _load_array(Path(directory) / f"y_{split}.npy", np.uint8, ndim=1)
-    if len(x) != len(y):
-        raise ArraysError(
-            f"{directory}: x_{split}.npy has {len(x)} images but y_{split}.npy has "
-            f"{len(y)} labels; {rerun_hint('preprocess')}"
-        )
+    """Read a split written by ``save_split``: x float32 (n, 28, 28) in [0, 1], y uint8 (n,)
+    of digits 0-9, n >= 1. Anything else raises ``ArraysError`` naming the file and the stage
+    that makes it: wrong data in the right format would otherwise train to nonsense."""
+    x_path, y_path = Path(directory) / f"x_{split}.npy", Path(directory) / f"y_{split}.npy"
+    x = _load_array(x_path, np.float32, (None, *IMAGE_SHAPE))
+    y = _load_array(y_path, np.uint8, (None,))
+    problem = (
+        _count_problem(x, y, x_path, y_path)
+        or _pixel_problem(x, x_path)
+        or _label_problem(y, y_path)
+    )
+    if problem:
+        raise ArraysError(f"{problem}; {rerun_hint('preprocess')}")
     return x, y
 
 
-def _load_array(path: Path, dtype: type, ndim: int) -> np.ndarray:
+def _count_problem(x: np.ndarray, y: np.ndarray, x_path: Path, y_path: Path) -> str | None:
+    where, x_name, y_name = x_path.parent, x_path.name, y_path.name
+    if len(x) != len(y):
+        return f"{where}: {x_name} has {len(x)} images but {y_name} has {len(y)} labels"
+    if len(x) == 0:
+        return f"{where}: {x_name} and {y_name} hold no images"
+    return None
+
+
+def _pixel_problem(x: np.ndarray, path: Path) -> str | None:
+    """Why float32 images ``x`` are not scaled pixels (each in [0, 1], none NaN), or None."""
+    if 0 <= x.min() and x.max() <= 1:  # NaN fails both comparisons
+        return None
+    bad = ~((x >= 0) & (x <= 1))
+    image = int(np.argmax(bad.reshape(len(x), -1).any(axis=1)))
+    value = x[image][bad[image]][0]
+    return f"{path}: image {image} has a pixel value of {value}, expected values from 0 to 1"
+
+
+def _label_problem(y: np.ndarray, path: Path) -> str | None:
+    """Why uint8 labels ``y`` are not digits, or None."""
+    if y.max() < N_CLASSES:
+        return None
+    index = int(np.argmax(y >= N_CLASSES))
+    return f"{path}: label {y[index]} at index {index} is not a digit 0-{N_CLASSES - 1}"
+
+
+def _load_array(path: Path, dtype: type, shape: tuple[int | None, ...]) -> np.ndarray:
+    """Load ``path``; its dtype and shape must match (None: any length along that axis)."""
     rerun = rerun_hint("preprocess")
     try:
         array = np.load(path, allow_pickle=False)
@@ -67,9 +98,14 @@ def _load_array(path: Path, dtype: type, ndim: int) -> np.ndarray:
         raise ArraysError(f"{path}: missing; {rerun}") from None
     except (ValueError, OSError, EOFError) as error:
         raise ArraysError(f"{path}: not a readable .npy array ({error}); {rerun}") from None
-    if array.dtype != dtype or array.ndim != ndim:
+    fits = array.ndim == len(shape) and all(
+        want is None or got == want for got, want in zip(array.shape, shape, strict=True)
+    )
+    if array.dtype != dtype or not fits:
+        sizes = ", ".join("n" if size is None else str(size) for size in shape)
+        wanted = f"({sizes},)" if len(shape) == 1 else f"({sizes})"
         raise ArraysError(
-            f"{path}: expected {np.dtype(dtype).name} with {ndim} dimensions, "
+            f"{path}: expected {np.dtype(dtype).name} of shape {wanted}, "
             f"got {array.dtype} {array.shape}; {rerun}"
         )
     return array

@@ -22,8 +22,11 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +39,8 @@ log = logging.getLogger("distribute")
 
 TF_CONFIG = "TF_CONFIG"
 TRAINING_JOBS = ("chief", "worker")  # the jobs that train; "ps" and "evaluator" do not here
+PEER_TIMEOUT_ENV = "DIGITS_PEER_TIMEOUT_S"
+DEFAULT_PEER_TIMEOUT_S = 300.0  # workers started by hand on several hosts: a few minutes apart
 
 
 class DistributeError(DigitsError):
@@ -51,6 +56,12 @@ class Worker:
     index: int  # within task_type
     n_workers: int  # every task that trains: the chief, if any, plus the workers
     is_chief: bool  # the one task whose outputs are kept
+    # "host:port" of every training task, this one's included, keyed like "worker 1"
+    addresses: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.task_type} {self.index}"
 
 
 def parse_tf_config(text: str) -> Worker:
@@ -68,7 +79,7 @@ def parse_tf_config(text: str) -> Worker:
     sizes = {}
     for job in TRAINING_JOBS:
         addresses = cluster.get(job, [])
-        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+        if not isinstance(addresses, list) or not all(_is_host_port(a) for a in addresses):
             raise _error(f"cluster.{job}", "a list of host:port strings", addresses)
         sizes[job] = len(addresses)
     task_type, index = task.get("type"), task.get("index")
@@ -80,7 +91,19 @@ def parse_tf_config(text: str) -> Worker:
     if sizes["chief"] > 1:
         raise _error("cluster.chief", "at most one address", cluster["chief"])
     is_chief = task_type == "chief" or (sizes["chief"] == 0 and index == 0)
-    return Worker(task_type, index, sizes["chief"] + sizes["worker"], is_chief)
+    addresses = {
+        f"{job} {position}": address
+        for job in TRAINING_JOBS
+        for position, address in enumerate(cluster.get(job, []))
+    }
+    return Worker(task_type, index, sizes["chief"] + sizes["worker"], is_chief, addresses)
+
+
+def _is_host_port(address: Any) -> bool:
+    if not isinstance(address, str) or ":" not in address:
+        return False
+    host, port = address.rsplit(":", 1)
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 def _mapping(config: Any, key: str) -> Mapping:
@@ -149,7 +172,73 @@ def join_cluster(params: TrainParams, environ: Mapping[str, str] = os.environ) -
     worker = worker_from_env(environ)
     if worker is None:
         return Cluster(None, None, params)
+    per_worker_batch_size(params.batch_size, worker.n_workers)  # before waiting for anyone
+    wait_for_peers(worker, peer_timeout_s(environ))
     return Cluster(worker, make_strategy(worker, params.batch_size), params_for_worker(params))
+
+
+def peer_timeout_s(environ: Mapping[str, str] = os.environ) -> float:
+    """How long to wait for the other workers: ``$DIGITS_PEER_TIMEOUT_S``, else the default."""
+    text = environ.get(PEER_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_PEER_TIMEOUT_S
+    try:
+        timeout = float(text)
+    except ValueError:
+        timeout = math.nan
+    if not 0 < timeout < math.inf:
+        raise DistributeError(f"{PEER_TIMEOUT_ENV}={text!r}: expected a number of seconds > 0")
+    return timeout
+
+
+def wait_for_peers(worker: Worker, timeout_s: float, poll_s: float = 0.2) -> None:
+    """Return once every other training task of the cluster accepts connections; raise
+    ``DistributeError`` naming the ones that do not within ``timeout_s``.
+
+    TensorFlow's own wait for the cluster happens inside a C++ call that holds the interpreter:
+    a missing peer would block forever, deaf to SIGTERM and Ctrl-C. So every task first listens
+    on its own address here, where signals work, until it can reach all the others; then it
+    hands the port to TensorFlow. A peer still waiting here sees the port either way.
+    """
+    own = worker.addresses[worker.name]
+    pending = {name: address for name, address in worker.addresses.items() if address != own}
+    deadline = time.monotonic() + timeout_s
+    with socket.create_server(("", _port(own))) as listener:
+        listener.setblocking(False)
+        while pending:
+            _answer_waiting_peers(listener)
+            pending = {name: a for name, a in pending.items() if not _reachable(a, poll_s)}
+            if pending and time.monotonic() > deadline:
+                missing = ", ".join(f"{name} ({address})" for name, address in pending.items())
+                raise DistributeError(
+                    f"{TF_CONFIG}: {missing} did not start within {timeout_s:g} s: start it "
+                    f"with the same command and its own task index, or set {PEER_TIMEOUT_ENV}"
+                )
+            time.sleep(poll_s)
+    log.info("%s: all %d training tasks are up", worker.name, worker.n_workers)
+
+
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+def _reachable(address: str, timeout_s: float) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def _answer_waiting_peers(listener: socket.socket) -> None:
+    """Accept and close the connections other tasks made to see whether this one is up."""
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        connection.close()
 
 
 def params_for_worker(params: TrainParams) -> TrainParams:

@@ -9,7 +9,10 @@ decompressed bytes matches.
 import gzip
 import hashlib
 import http.client
+import io
 import logging
+import os
+import stat
 import sys
 import time
 import urllib.error
@@ -25,6 +28,10 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 16
 RETRY_PAUSE_S = 0.5
+# MNIST's largest file is 9.9 MB gzipped, 47 MB decompressed: a source that sends more is not
+# serving MNIST, and reading on would only fill memory (a gzip bomb expands 1000x).
+MAX_DOWNLOAD_BYTES = 1 << 26
+MAX_FILE_BYTES = 1 << 28
 
 
 class DownloadError(DigitsError):
@@ -43,12 +50,18 @@ def candidate_sources(env_mirror: str | None, mirrors: Sequence[str]) -> list[st
     """Return the sources to try in order: ``env_mirror`` (if set), then ``mirrors``."""
     if not env_mirror:
         return list(mirrors)
+    fix = "fix it, or `unset MNIST_MIRROR` to use the mirrors in params.yaml"
     if env_mirror.startswith(("http://", "https://")):
         try:
             check_source_url(env_mirror, "MNIST_MIRROR", source="environment")
         except ParamsError as error:
-            raise DownloadError(str(error)) from None
-    elif not Path(env_mirror).is_dir():
+            raise DownloadError(f"{error}; {fix}") from None
+        return [env_mirror, *mirrors]
+    try:
+        is_directory = Path(env_mirror).is_dir()
+    except (OSError, ValueError) as error:  # a name too long for the file system
+        raise DownloadError(f"MNIST_MIRROR={env_mirror!r}: {error}; {fix}") from None
+    if not is_directory:
         raise DownloadError(
             f"MNIST_MIRROR={env_mirror!r} is neither an existing directory nor "
             "an http(s) URL; unset it to use the mirrors in params.yaml"
@@ -63,9 +76,12 @@ def md5_hex(data: bytes) -> str:
 def gunzip_verified(raw: bytes, expected_md5: str, where: str) -> bytes:
     """Decompress gzip ``raw`` and check the MD5 of the result; raise ``SourceError`` if not."""
     try:
-        data = gzip.decompress(raw)
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
     except (OSError, EOFError, zlib.error) as error:
         raise SourceError(f"{where}: not a complete gzip file ({error})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SourceError(f"{where}: decompresses to more than {MAX_FILE_BYTES} bytes")
     actual = md5_hex(data)
     if actual != expected_md5:
         raise SourceError(
@@ -112,34 +128,59 @@ def _location(source: str, name: str) -> str:
 
 def _read_source(where: str, timeout_s: float, progress: bool) -> bytes:
     if not where.startswith(("http://", "https://")):
-        try:
-            return Path(where).read_bytes()
-        except OSError as error:
-            raise SourceError(f"{where}: {error.strerror or error}") from None
+        return _read_file(Path(where))
     try:
         with urllib.request.urlopen(where, timeout=timeout_s) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            return _read_body(response, total, where, progress)
+            return _read_body(response, _content_length(response), where, progress)
     except urllib.error.HTTPError as error:
         raise SourceError(
             f"{where}: HTTP {error.code} {error.reason}", transient=error.code >= 500
         ) from None
-    except (
-        urllib.error.URLError,
-        TimeoutError,
-        ConnectionError,
-        http.client.HTTPException,
-    ) as error:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+        # OSError: timeouts, resets and TLS errors while reading the body
         reason = getattr(error, "reason", None) or error
         raise SourceError(f"{where}: {reason}", transient=True) from None
+    except ValueError as error:  # a URL that passed params' checks but not urllib's
+        raise SourceError(f"{where}: {error}") from None
+
+
+def _read_file(path: Path) -> bytes:
+    """A mirror directory's file: regular (a FIFO would block) and no larger than MNIST's."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise SourceError(f"{path}: not a regular file")
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_DOWNLOAD_BYTES + 1)
+    except OSError as error:
+        raise SourceError(f"{path}: {error.strerror or error}") from None
+    if len(data) > MAX_DOWNLOAD_BYTES:
+        raise SourceError(f"{path}: larger than {MAX_DOWNLOAD_BYTES} bytes, not an MNIST file")
+    return data
+
+
+def _content_length(response) -> int | None:
+    """The announced body size, or None if the header is absent or not a number."""
+    try:
+        total = int(response.headers.get("Content-Length") or 0)
+    except ValueError:
+        return None
+    return total if total > 0 else None
 
 
 def _read_body(response, total: int | None, where: str, progress: bool) -> bytes:
+    if total is not None and total > MAX_DOWNLOAD_BYTES:
+        raise SourceError(f"{where}: {total} bytes announced, more than an MNIST file")
     chunks = []
+    received = 0
     bar = _progress_bar(total, Path(where).name) if progress else None
     try:
         while chunk := response.read(CHUNK_BYTES):
             chunks.append(chunk)
+            received += len(chunk)
+            if received > MAX_DOWNLOAD_BYTES:
+                raise SourceError(
+                    f"{where}: more than {MAX_DOWNLOAD_BYTES} bytes, not an MNIST file"
+                )
             if bar is not None:
                 bar.update(len(chunk))
     finally:

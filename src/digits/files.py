@@ -55,7 +55,7 @@ def _replace_together(temporaries: tuple[Path, ...], paths: tuple[Path, ...]) ->
     for tmp, path in zip(temporaries, paths, strict=True):
         if not tmp.exists():
             raise OutputError(f"{path}: the stage finished without writing it")
-        if path.is_dir() != tmp.is_dir():
+        if path.exists() and path.is_dir() != tmp.is_dir():
             kind = "a directory" if path.is_dir() else "a file"
             raise OutputError(f"{path}: is {kind}, but this output is not; remove it and rerun")
     backups: list[tuple[Path, Path]] = []
@@ -83,17 +83,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 class OutputError(DigitsError):

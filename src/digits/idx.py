@@ -4,6 +4,8 @@ An IDX file is: two zero bytes, a type code (0x08 = unsigned byte), the number o
 each dimension as a big-endian uint32, then the values in C order.
 """
 
+import math
+
 import numpy as np
 
 from digits.errors import DigitsError
@@ -34,7 +36,7 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     if len(data) < header_size:
         raise IdxError(f"{source}: truncated IDX header ({len(data)} bytes, need {header_size})")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=n_dims, offset=4))
-    expected_size = header_size + int(np.prod(shape, dtype=np.int64))
+    expected_size = header_size + math.prod(shape)  # Python ints: int64 would wrap around
     if len(data) != expected_size:
         raise IdxError(
             f"{source}: header says shape {shape} ({expected_size} bytes in all) "

@@ -12,9 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from digits.params import ParamsError, load_params, parse_params
+from digits.params import ParamsError, load_params, load_yaml, parse_params
 from digits.paths import PARAMS, in_project
 
 
@@ -56,14 +54,11 @@ def merge_preset(params: dict, preset: dict) -> dict:
 
 def load_preset(path: Path, params_path: Path) -> dict:
     """Read preset ``path``; raise ``ParamsError`` unless it makes params.yaml valid params."""
-    try:
-        preset = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise ParamsError(f"{path}: cannot read the preset ({error})") from None
+    preset = load_yaml(path)
     if not isinstance(preset, dict) or not preset:
         raise ParamsError(f"{path}: expected a mapping of params.yaml keys to override")
     load_params(params_path)  # the base must be valid on its own
-    base = yaml.safe_load(Path(params_path).read_text(encoding="utf-8"))
+    base = load_yaml(params_path)
     parse_params(merge_preset(base, preset), source=f"{params_path} with {path}")
     return preset
 
