@@ -14,11 +14,11 @@ from digits.params import (
     load_params,
     memory_limit,
     parse_params,
-    parse_yaml,
     training_memory_bytes,
     validation_count,
     weight_count,
 )
+from digits.yamlfile import parse_yaml
 
 
 def with_change(path: str, value) -> dict:

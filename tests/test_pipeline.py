@@ -4,6 +4,7 @@ then the real MNIST from $MNIST_MIRROR (slow)."""
 import ast
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -121,9 +122,24 @@ def test_unknown_section_fails_repro_though_no_stage_reads_it(tiny_project):
 
 
 @pytest.mark.integration
-def test_killed_repro_loses_nothing_that_checkout_cannot_restore(tiny_project):
-    """Kill `dvc repro` mid-training: git and `dvc checkout` bring every earlier output back
-    byte for byte, and the next `dvc repro` has nothing left to do."""
+def test_damaged_files_come_back_with_the_documented_commands(tiny_project):
+    """The README's fixes for a damaged raw file and a damaged model, run exactly as written."""
+    project, env = tiny_project
+    before = outputs(project)
+    (project / "data/model.keras").write_bytes(b"PK\x03\x04 truncated")
+    (project / "data/raw/train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01 damaged")
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    for command in ("dvc checkout --force data/raw", "dvc checkout --force data/model.keras"):
+        assert f"`{command}`" in readme
+        dvc(project, *command.split()[1:], env=env)
+    assert outputs(project) == before
+
+
+@pytest.mark.integration
+def test_interrupted_repro_is_undone_by_the_commands_it_prints(tiny_project):
+    """Ctrl-C during `dvc repro` mid-training: DVC has removed train's outputs; the two
+    commands the stage prints bring every earlier output back byte for byte, and the next
+    `dvc repro` has nothing left to do."""
     project, env = tiny_project
     before = outputs(project)
     set_param(project, "train", "epochs", 500)
@@ -139,10 +155,16 @@ def test_killed_repro_loses_nothing_that_checkout_cannot_restore(tiny_project):
     for line in repro.stdout:
         if line.startswith("Epoch 3/"):
             break
-    os.killpg(repro.pid, signal.SIGKILL)
-    repro.wait(timeout=60)
-    restore(project, env)
+    os.killpg(repro.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
+    printed = repro.communicate(timeout=120)[0]
+    advice = re.search(
+        r"interrupted: .*`(dvc checkout --force)` and `(git checkout -- [^`]+)`", printed
+    )
+    assert advice, printed
+    for command in advice.groups():
+        subprocess.run(command.split(), cwd=project, env=env, check=True, capture_output=True)
     assert outputs(project) == before
+    subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=project, check=True)
     assert stages_run(dvc(project, "repro", env=env).stdout) == []
 
 

@@ -19,14 +19,8 @@ from digits.data import ArraysError, load_split, split_train_validation
 from digits.fetch import candidate_sources
 from digits.idx import IdxError, parse_idx
 from digits.mnist import MNIST_TRAIN_IMAGES
-from digits.params import (
-    MAX_NODES,
-    Params,
-    ParamsError,
-    parse_params,
-    parse_yaml,
-    training_memory_bytes,
-)
+from digits.params import Params, ParamsError, parse_params, training_memory_bytes
+from digits.yamlfile import MAX_NODES, parse_yaml
 
 MEMORY = 64 * 10**9  # a fixed machine, so that results do not depend on where tests run
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,5 @@
-"""Shared code of the digits pipeline: params, IDX data, model, evaluation.
-
-Stage scripts in ``stages/`` import these modules; only ``model`` imports TensorFlow.
+"""digits: a reproducible DVC pipeline that trains a dense Keras network on MNIST, and the
+``digits`` command around it. The stage scripts in ``stages/`` and the commands import these
+modules; TensorFlow is imported only by the ones that train or run the model (``model``,
+``batches``, ``dropout``, ``optimizer``, ``augment``, ``saving``), and only when needed.
 """

@@ -14,18 +14,15 @@ import itertools
 import math
 import os
 import re
-import reprlib
-import stat
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import yaml
-
-from digits.errors import DigitsError
+from digits.errors import ParamsError
 from digits.mnist import IMAGE_SHAPE, MNIST_TRAIN_IMAGES, N_CLASSES
+from digits.yamlfile import load_yaml, show
 
 MNIST_FILES = ("train_images", "train_labels", "test_images", "test_labels")
 LR_SCHEDULES = ("constant", "cosine")
@@ -38,13 +35,6 @@ MAX_STEPS_PER_EXECUTION = 10_000  # 2**31 breaks Keras' step counter; past an ep
 MAX_TIMEOUT_S = 3600.0  # larger values overflow the socket timeout, and mean "hang"
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
-# Reading: params.yaml is about 3 kB and 60 values; these caps stop a hostile or broken file
-# (a YAML alias bomb expands 9 anchors of 9 aliases into 10^9 values) in milliseconds.
-MAX_FILE_BYTES = 1 << 17
-MAX_NODES = 10_000  # values after expanding every alias
-MAX_DEPTH = 20  # nesting after expanding every alias; params.yaml nests 5 deep
-SHOWN_CHARS = 80  # a value quoted in a message is cut to this
-
 # Memory needed to train, estimated before building the model (see training_memory_bytes).
 FLOAT32_BYTES = 4
 # The weights, their gradients and Adam's two slots, plus about two working copies TensorFlow
@@ -52,10 +42,6 @@ FLOAT32_BYTES = 4
 WEIGHT_COPIES = 6
 ACTIVATION_COPIES = 4  # a batch's activations: the output, the dropout mask and both gradients
 RUNTIME_BYTES = 1 << 30  # TensorFlow itself (~600 MB) and the training arrays (~350 MB)
-
-
-class ParamsError(DigitsError):
-    """``params.yaml`` is missing, unparsable, or has a key with a wrong or unknown value."""
 
 
 @dataclass(frozen=True)
@@ -134,146 +120,6 @@ def load_params(path: Path = Path("params.yaml"), memory_bytes: int | None = Non
     ``memory_bytes`` is what training may use (default: this machine's, see ``memory_limit``).
     """
     return parse_params(load_yaml(path), source=str(path), memory_bytes=memory_bytes)
-
-
-def load_yaml(path: Path) -> Any:
-    """Read the one YAML document in ``path`` with the caps of ``parse_yaml``."""
-    path = Path(path)
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
-            raise ParamsError(f"{path}: not a regular file")
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: file not found (run from the project root)") from None
-    except OSError as error:
-        raise ParamsError(f"{path}: cannot read it ({error.strerror or error})") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ParamsError(
-            f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; params.yaml is a few kB"
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ParamsError(
-            f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})"
-        ) from None
-    return parse_yaml(text, source=str(path))
-
-
-def parse_yaml(text: str, source: str = "params.yaml") -> Any:
-    """Parse one YAML document safely into plain values (dicts, lists, scalars).
-
-    Refused with ``ParamsError``: more than ``MAX_NODES`` values or ``MAX_DEPTH`` levels once
-    aliases are expanded, a recursive alias, and a key twice in one mapping (YAML loaders
-    silently keep the last one).
-    """
-    loader = None
-    try:
-        loader = _BoundedLoader(text, source)  # its reader refuses control characters here
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _reject_duplicate_keys(node, "", source)
-        return loader.construct_document(node)
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{source}: not valid YAML: {_cut(str(error), 300)}") from None
-    except (ValueError, OverflowError) as error:  # int("9" * 5000), date 2024-13-01
-        reason = str(error).split(";")[0]  # not Python's advice on raising its own limits
-        raise ParamsError(f"{source}: a value YAML cannot read: {_cut(reason, 200)}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-ALIAS_FIX = "write the values out instead of using anchors (&) and aliases (*)"
-DEPTH_FIX = "params.yaml nests 5 levels deep: check the brackets and indentation"
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, counting values and depth as if every alias were expanded."""
-
-    def __init__(self, text: str, source: str):
-        super().__init__(text)
-        self.source = source
-        self.expanded_nodes = 0
-        self.depth = 0
-        self.open_anchors: set[str] = set()  # anchors whose node is being composed
-        self.shapes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, depth)
-
-    def compose_node(self, parent, index):
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            if event.anchor in self.open_anchors:
-                raise self._refuse(event, f"alias *{event.anchor} refers to itself", ALIAS_FIX)
-            node = super().compose_node(parent, index)
-            self._count(self.shapes[id(node)][0], event)
-            return node
-        if self.depth >= MAX_DEPTH:
-            raise self._refuse(event, f"nested more than {MAX_DEPTH} levels deep")
-        anchor = event.anchor
-        if anchor is not None:
-            self.open_anchors.add(anchor)
-        self.depth += 1
-        try:
-            node = super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-            self.open_anchors.discard(anchor)
-        children = _child_nodes(node)
-        depth = 1 + max((self.shapes[id(child)][1] for child in children), default=0)
-        if depth > MAX_DEPTH:
-            raise self._refuse(event, f"nested more than {MAX_DEPTH} levels deep")
-        self.shapes[id(node)] = (1 + sum(self.shapes[id(child)][0] for child in children), depth)
-        self._count(1, event)
-        return node
-
-    def _count(self, nodes: int, event) -> None:
-        self.expanded_nodes += nodes
-        if self.expanded_nodes > MAX_NODES:
-            raise self._refuse(
-                event, f"more than {MAX_NODES} values once aliases are expanded", ALIAS_FIX
-            )
-
-    def _refuse(self, event, what: str, fix: str = DEPTH_FIX) -> ParamsError:
-        return ParamsError(f"{self.source}: line {event.start_mark.line + 1}: {what}; {fix}")
-
-
-def _child_nodes(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [child for pair in node.value for child in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
-
-
-MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-def _reject_duplicate_keys(node: yaml.Node, path: str, source: str) -> None:
-    """Raise ``ParamsError`` for a key written twice in one mapping, naming it and its lines.
-
-    ``node`` is bounded in size and depth by ``_BoundedLoader``, so the walk is too."""
-    if isinstance(node, yaml.SequenceNode):
-        for index, child in enumerate(node.value):
-            _reject_duplicate_keys(child, f"{path}[{index}]", source)
-        return
-    if not isinstance(node, yaml.MappingNode):
-        return
-    first_lines: dict[tuple[str, str], int] = {}
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
-            continue
-        dotted = f"{path}.{key_node.value}" if path else str(key_node.value)
-        line = key_node.start_mark.line + 1
-        identity = (key_node.tag, key_node.value)
-        if identity in first_lines:
-            raise ParamsError(
-                f"{source}: {_cut(dotted, SHOWN_CHARS)}: duplicate key (lines "
-                f"{first_lines[identity]} and {line}); delete one of them"
-            )
-        first_lines[identity] = line
-        _reject_duplicate_keys(value_node, dotted, source)
 
 
 def parse_params(raw: Any, source: str = "params.yaml", memory_bytes: int | None = None) -> Params:
@@ -479,7 +325,7 @@ def _check_memory(
     if needed <= memory_bytes:
         return
     raise ParamsError(
-        f"{section.source}: {section.key('hidden_units')}: training {_show(list(hidden_units))} "
+        f"{section.source}: {section.key('hidden_units')}: training {show(list(hidden_units))} "
         f"with batch_size {batch_size} needs about {_gigabytes(needed)} "
         f"({weight_count(hidden_units):,} weights, each held {WEIGHT_COPIES} times in float32, "
         f"plus a batch's activations), more than the {_gigabytes(memory_bytes)} of memory "
@@ -558,11 +404,11 @@ def check_source_url(location: Any, key: str, source: str = "params.yaml") -> st
     """Accept an https URL, or plain http to this machine only (test servers): MD5s guard content,
     but https keeps a network attacker from feeding us anything in the first place."""
     if not isinstance(location, str):
-        raise ParamsError(f"{source}: {key}: expected a URL string, got {_show(location)}")
+        raise ParamsError(f"{source}: {key}: expected a URL string, got {show(location)}")
     if any(char.isspace() or not char.isprintable() for char in location):
         raise ParamsError(
             f"{source}: {key}: a URL cannot contain spaces or control characters, "
-            f"got {_show(location)}"
+            f"got {show(location)}"
         )
     try:
         url = urlparse(location)
@@ -571,7 +417,7 @@ def check_source_url(location: Any, key: str, source: str = "params.yaml") -> st
         host.encode("idna")
     except ValueError as error:  # "http://[::1", "https://a:99999/", "https://a..b/"
         raise ParamsError(
-            f"{source}: {key}: not a valid URL ({error}), got {_show(location)}"
+            f"{source}: {key}: not a valid URL ({error}), got {show(location)}"
         ) from None
     if url.scheme == "https" and host:
         return location
@@ -579,7 +425,7 @@ def check_source_url(location: Any, key: str, source: str = "params.yaml") -> st
         return location
     raise ParamsError(
         f"{source}: {key}: expected an https:// URL (http only for localhost), "
-        f"got {_show(location)}"
+        f"got {show(location)}"
     )
 
 
@@ -610,26 +456,7 @@ def _key_name(key: Any) -> str:
     """A key as a message shows it: the key itself if it is a short printable string."""
     if isinstance(key, str) and key.isprintable() and len(key) <= 40:
         return key
-    return _show(key)
-
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple, _REPR.maxset = 3, 6, 4, 6, 6
-_REPR.maxstring, _REPR.maxother, _REPR.maxlong = SHOWN_CHARS, SHOWN_CHARS, 40
-
-
-def _show(value: Any) -> str:
-    """``repr(value)`` cut to about ``SHOWN_CHARS``, in time and memory that do not grow with
-    the value (reprlib stops at a few items a level)."""
-    try:
-        text = _REPR.repr(value)
-    except ValueError:  # an int beyond Python's 4300-digit str() limit
-        text = f"an integer of {value.bit_length()} bits" if type(value) is int else "?"
-    return _cut(text, SHOWN_CHARS)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return show(key)
 
 
 class _Section:
@@ -638,7 +465,7 @@ class _Section:
     def __init__(self, raw: Any, path: str, source: str):
         if not isinstance(raw, dict):
             where = f"section {path!r}" if path else "the top level"
-            raise ParamsError(f"{source}: {where}: expected a mapping of keys, got {_show(raw)}")
+            raise ParamsError(f"{source}: {where}: expected a mapping of keys, got {show(raw)}")
         self.raw, self.path, self.source = raw, path, source
 
     def key(self, name: str) -> str:
@@ -646,7 +473,7 @@ class _Section:
 
     def error(self, name: str, expected: str, got: Any) -> ParamsError:
         return ParamsError(
-            f"{self.source}: {self.key(name)}: expected {expected}, got {_show(got)}"
+            f"{self.source}: {self.key(name)}: expected {expected}, got {show(got)}"
         )
 
     def _require(self, name: str) -> Any:

@@ -12,8 +12,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from digits.params import ParamsError, load_params, load_yaml, parse_params
+from digits.params import ParamsError, load_params, parse_params
 from digits.paths import PARAMS, in_project
+from digits.yamlfile import load_yaml
 
 
 def preset_overrides(preset: dict, prefix: str = "") -> list[str]:

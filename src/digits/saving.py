@@ -28,15 +28,18 @@ def save_model(model: keras.Model, path: Path) -> None:
 def load_model(path: Path) -> keras.Model:
     """Load a model written by ``save_model``; safe_mode refuses embedded Python code."""
     path = Path(path)
-    rerun = rerun_hint("train")
     if not path.is_file():
-        raise ModelError(f"{path}: model file missing; {rerun}")
+        raise ModelError(f"{path}: model file missing; {rerun_hint('train')}")
+    fix = f"restore it with `dvc checkout --force {path}` or retrain with `dvc repro train`"
+    if not zipfile.is_zipfile(path):  # Keras itself would say "File not found"
+        raise ModelError(
+            f"{path}: cannot load the model: not a .keras (zip) file, damaged?; {fix}"
+        )
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged zip or config
-        raise ModelError(
-            f"{path}: cannot load the model ({type(error).__name__}: {error}); {rerun}"
-        ) from None
+        reason = f"{type(error).__name__}: {str(error)[:200]}"
+        raise ModelError(f"{path}: cannot load the model ({reason}); {fix}") from None
 
 
 def _strip_save_time(path: Path) -> None:

@@ -38,7 +38,7 @@ def run_tool(run: Callable, *args) -> int:
     except OSError as error:
         print(f"error: {describe_os_error(error)}", file=sys.stderr)
     except KeyboardInterrupt:
-        print("interrupted: no output was replaced", file=sys.stderr)
+        print(f"interrupted: {_what_interrupting_left()}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_ERROR
 
@@ -48,6 +48,15 @@ def describe_os_error(error: OSError) -> str:
     reason = error.strerror or str(error)
     names = [name for name in (error.filename, error.filename2) if name is not None]
     return f"{' -> '.join(map(str, names))}: {reason}" if names else reason
+
+
+def _what_interrupting_left() -> str:
+    if "DVC_STAGE" not in os.environ:  # DVC sets it for the commands it runs
+        return "no output was replaced"
+    return (
+        "this stage replaced none of its outputs, but `dvc repro` removed them before it ran: "
+        "`dvc checkout --force` and `git checkout -- metrics plots` bring back the last run's"
+    )
 
 
 def _interrupt(signum, frame) -> None:
