@@ -1,0 +1,44 @@
+"""The benchmark: its FLOP count worked out by hand, and a run on tiny data through the project's
+own data, params and model code."""
+
+import dataclasses
+import json
+import subprocess
+
+import pytest
+import yaml
+from conftest import DIGITS, tiny_digits, tiny_mnist_files, tiny_params
+from test_model import TINY
+
+from digits.bench import training_flops_per_epoch
+from digits.data import save_split, scale_pixels
+
+
+def test_training_flops_are_six_per_weight_per_image():
+    params = dataclasses.replace(TINY, hidden_units=(128,))
+    multiply_adds = 784 * 128 + 128 * 10
+    assert training_flops_per_epoch(params, n_images=1000) == 6 * multiply_adds * 1000
+
+
+@pytest.mark.integration
+def test_bench_runs_the_project_code_and_ends_with_its_json(tmp_path):
+    for split, seed in (("train", 1), ("validation", 2)):
+        images, labels = tiny_digits(200, seed)
+        save_split(tmp_path / "prepared", split, scale_pixels(images), labels)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(tiny_params(tiny_mnist_files())))
+    done = subprocess.run(
+        [DIGITS, "bench", "--only", "seed", "--epochs", "1", "--repeats", "1"]
+        + ["--params", str(params), "--data-dir", str(tmp_path / "prepared")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert set(result) == {"seed", "busy"}
+    seed = result["seed"]
+    assert seed["ratio"] == pytest.approx(
+        seed["project_s_per_epoch"] / seed["baseline_s_per_epoch"], rel=0.02
+    )
+    assert seed["ratio_to_limit"] > 1  # nothing trains faster than the matrix products allow
