@@ -4,6 +4,7 @@ import numpy as np
 from test_model import ALL_OPTIONS, NO_AUGMENT, random_data
 
 from digits.augment import _sample_bilinear, distort_images
+from digits.params import AugmentParams
 
 
 def test_distort_images_without_options_is_identity():
@@ -33,3 +34,16 @@ def test_bilinear_sampling_reads_whole_and_half_pixels():
     assert moved.sum() == 1.0
     outside = _sample_bilinear(image, rows + 40, columns).numpy()
     assert not outside.any()  # beyond the edge reads the zero background
+
+
+def test_the_affine_kernel_samples_as_the_general_sampler_does():
+    """Shifts, rotations and zoom without a displacement field take TensorFlow's transform
+    kernel; it reads the same pixels as ``_sample_bilinear`` given the same map."""
+    x, _ = random_data(16, 5)
+    affine = AugmentParams(shift_px=2, rotation_deg=10, scale=0.1, elastic_px=0)
+    fast = distort_images(x, np.array([5, 6], dtype=np.int64), affine).numpy()
+    # The same draws with a field of zero length take the general path.
+    tiny_field = AugmentParams(shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1e-9)
+    general = distort_images(x, np.array([5, 6], dtype=np.int64), tiny_field).numpy()
+    np.testing.assert_allclose(fast, general, atol=1e-5)
+    assert not np.allclose(fast, x)

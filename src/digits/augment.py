@@ -17,7 +17,10 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
     Every output pixel reads the input, bilinearly, at its position mapped by the image's own
     random affine transform plus a smooth displacement field (a random ``ELASTIC_GRID`` square
     of offsets resized bicubically to 28x28, a cheap stand-in for Simard's Gaussian-smoothed
-    field). ``seed`` is int64 (2,): the same seed gives the same images.
+    field). ``seed`` is int64 (2,): the same seed gives the same images. Without the field, the
+    affine map alone goes through TensorFlow's own image-transform kernel: the same sampling
+    (tests/test_augment.py), 2.7x faster than ``_sample_bilinear`` (2.8 vs 7.5 ms a batch of
+    256), which is what the default's shifts cost.
     """
     count = tf.shape(images)[0]
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
@@ -37,14 +40,43 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
     )
     # Inverse map: where in the input does each output pixel come from.
     cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    if augment.elastic_px == 0:
+        return _transform_affine(images, cos, sin, shift, (centre_y, centre_x))
     source_y = cos * grid_y - sin * grid_x + centre_y - shift[..., 0]
     source_x = sin * grid_y + cos * grid_x + centre_x - shift[..., 1]
-    if augment.elastic_px > 0:
-        offsets = uniform(augment.elastic_px, [count, ELASTIC_GRID, ELASTIC_GRID, 2], seeds[3])
-        field = tf.image.resize(offsets, IMAGE_SHAPE, method="bicubic")
-        source_y += field[..., 0]
-        source_x += field[..., 1]
-    return _sample_bilinear(images, source_y, source_x)
+    offsets = uniform(augment.elastic_px, [count, ELASTIC_GRID, ELASTIC_GRID, 2], seeds[3])
+    field = tf.image.resize(offsets, IMAGE_SHAPE, method="bicubic")
+    return _sample_bilinear(images, source_y + field[..., 0], source_x + field[..., 1])
+
+
+def _transform_affine(images, cos, sin, shift, centre) -> tf.Tensor:
+    """The inverse map of ``distort_images`` without a field, as the projective transform
+    (x, y) -> (a0 x + a1 y + a2, b0 x + b1 y + b2) of TensorFlow's kernel; outside is 0."""
+    cos, sin = tf.reshape(cos, [-1, 1]), tf.reshape(sin, [-1, 1])
+    shift_y, shift_x = tf.reshape(shift[..., 0], [-1, 1]), tf.reshape(shift[..., 1], [-1, 1])
+    centre_y, centre_x = centre
+    transforms = tf.concat(
+        [
+            cos,
+            sin,
+            centre_x - cos * centre_x - sin * centre_y - shift_x,
+            -sin,
+            cos,
+            centre_y + sin * centre_x - cos * centre_y - shift_y,
+            tf.zeros_like(cos),
+            tf.zeros_like(cos),
+        ],
+        axis=1,
+    )
+    moved = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images[..., None],
+        transforms=transforms,
+        output_shape=IMAGE_SHAPE,
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+    return moved[..., 0]
 
 
 def _sample_bilinear(images: tf.Tensor, source_y: tf.Tensor, source_x: tf.Tensor) -> tf.Tensor:
