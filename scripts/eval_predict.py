@@ -1,27 +1,32 @@
-"""Measure stages/predict.py's path on real MNIST test digits drawn in real-world styles.
+"""Measure `digits predict`'s path on digit pictures drawn in real-world styles.
 
     python scripts/eval_predict.py [--count 300] [--model data/model.keras] [--style thin]
+    python scripts/eval_predict.py --source elsewhere [--count 300]
 
-A tool, not a test (it needs data/prepared from `dvc repro preprocess`, and the trained model).
-Each digit is rendered as a picture file in every style (``STYLES``), read back with the predict
-stage's loader and preprocessing, and classified; prints the accuracy per style.
+A tool, not a test (it needs the trained model, and for ``--source mnist`` data/prepared from
+`dvc repro preprocess`). ``mnist`` renders MNIST test digits in the styles of ``STYLES`` below;
+``elsewhere`` renders digits that are not from MNIST (fonts and hand-drawn strokes, see
+digits/renderings.py) in the styles of ``digits.renderings.STYLES``. Each picture is written as
+a file, read back with predict's loader and preprocessing (``load_grayscale``, ``mnist_frame``)
+and classified; prints the accuracy per style and overall.
 """
 
 import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "stages"))  # the shared digits package, as pytest finds it
-
-from digits.data import load_split, scale_pixels  # noqa: E402
-from digits.images import ImageError, load_grayscale, mnist_frame  # noqa: E402
+from digits import renderings
+from digits.data import load_split, scale_pixels
+from digits.images import ImageError, load_grayscale, mnist_frame
+from digits.paths import MODEL, PREPARED, in_project
+from digits.stage import quiet_tensorflow
 
 LARGE_CANVAS = (1000, 800)  # width, height: a phone-photo crop with lots of margin
 INK = (30, 60, 200)  # blue ballpoint
@@ -153,47 +158,74 @@ STYLES: dict[str, Callable] = {
 }
 
 
+def mnist_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
+    """(style, renderers, labels) per MNIST style: each renderer writes one picture to a path."""
+    x_test, y_test = load_split(args.data_dir or in_project(PREPARED), "test")
+    chosen = np.random.default_rng(args.seed).choice(len(x_test), size=args.count, replace=False)
+    digits = (x_test[chosen] * 255).round().astype(np.uint8)
+    for name, render in STYLES.items():
+        rng = np.random.default_rng(args.seed)  # each style's own, so --style changes nothing
+        yield name, [partial(render, digit, rng) for digit in digits], y_test[chosen]
+
+
+def pictures_from_elsewhere(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
+    """(style, renderers, labels) per style of digits.renderings: fonts and hand strokes."""
+    for name, style in renderings.STYLES.items():
+        rng = np.random.default_rng(args.seed)
+        glyphs = [renderings.glyph(index, rng) for index in range(args.count)]
+        labels = np.array([digit for digit, _ in glyphs])
+        yield name, [partial(_save_style, style, ink, rng) for _, ink in glyphs], labels
+
+
+def _save_style(style: Callable, ink: np.ndarray, rng, path: Path) -> None:
+    picture, suffix = style(ink, rng)
+    picture.save(path.with_suffix(suffix))
+
+
+def predicted_digits(model, renderers: list, directory: Path) -> tuple[np.ndarray, int]:
+    """Write each picture, read it back as predict does, classify: (digits (n,), unreadable)."""
+    frames, failures = [], 0
+    for index, render in enumerate(renderers):
+        render(directory / str(index))
+        path = next(directory.glob(f"{index}.*"))
+        try:
+            frames.append(mnist_frame(load_grayscale(path), str(path)))
+        except ImageError as error:
+            print(f"  {error}", file=sys.stderr)
+            frames.append(np.zeros((28, 28), dtype=np.uint8))
+            failures += 1
+    return model.predict(scale_pixels(np.stack(frames)), verbose=0).argmax(axis=1), failures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=300, help="test digits per style")
-    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "prepared")
-    parser.add_argument("--model", type=Path, default=ROOT / "data" / "model.keras")
+    parser.add_argument("--source", choices=("mnist", "elsewhere"), default="mnist")
+    parser.add_argument("--count", type=int, default=300, help="digits per style")
+    parser.add_argument("--data-dir", type=Path, help=f"default: {PREPARED} in the project")
+    parser.add_argument("--model", type=Path, help=f"default: {MODEL} in the project")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--style", default="", help="only styles whose name contains this")
     args = parser.parse_args()
 
-    x_test, y_test = load_split(args.data_dir, "test")
-    rng = np.random.default_rng(args.seed)
-    chosen = rng.choice(len(x_test), size=args.count, replace=False)
-    digits = (x_test[chosen] * 255).round().astype(np.uint8)
-    labels = y_test[chosen]
+    quiet_tensorflow()
+    from digits.saving import load_model
 
-    from digits.model import load_model
-
-    model = load_model(args.model)
-    print(f"{args.count} MNIST test digits per style, model {args.model}")
-    as_stored = model.predict(x_test[chosen], verbose=0).argmax(axis=1)
-    print(f"{'(as stored, 28x28 arrays)':26s} {float(np.mean(as_stored == labels)):7.2%}")
-    for name, render in STYLES.items():
+    model_path = args.model or in_project(MODEL)
+    model = load_model(model_path)
+    print(f"{args.count} {args.source} digits per style, model {model_path}")
+    styles = mnist_pictures(args) if args.source == "mnist" else pictures_from_elsewhere(args)
+    right = total = 0
+    for name, renderers, labels in styles:
         if args.style not in name:
             continue
-        rng = np.random.default_rng(args.seed)  # each style's own, so --style changes nothing
         started = time.perf_counter()
-        frames, failures = [], 0
         with tempfile.TemporaryDirectory() as tmp:
-            for index, digit in enumerate(digits):
-                render(digit, rng, Path(tmp) / str(index))
-                path = next(Path(tmp).glob(f"{index}.*"))
-                try:
-                    frames.append(mnist_frame(load_grayscale(path), str(path)))
-                except ImageError as error:
-                    print(f"  {error}", file=sys.stderr)
-                    frames.append(np.zeros((28, 28), dtype=np.uint8))
-                    failures += 1
-        predicted = model.predict(scale_pixels(np.stack(frames)), verbose=0).argmax(axis=1)
+            predicted, failures = predicted_digits(model, renderers, Path(tmp))
         accuracy = float(np.mean(predicted == labels))
-        elapsed_ms = (time.perf_counter() - started) * 1000 / args.count
+        right, total = right + int(np.sum(predicted == labels)), total + len(labels)
+        elapsed_ms = (time.perf_counter() - started) * 1000 / len(labels)
         print(f"{name:26s} {accuracy:7.2%}  ({failures} unreadable, {elapsed_ms:5.1f} ms/image)")
+    print(f"{'overall':26s} {right / max(total, 1):7.2%}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """Atomic outputs: all new or all old, and nothing left behind."""
 
+import os
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digits.files import OutputError, atomic_path, atomic_paths
 
@@ -75,3 +79,53 @@ def test_an_output_under_a_regular_file_is_one_clear_error(tmp_path):
     with pytest.raises(OutputError, match="plots is not a directory"):
         with atomic_path(tmp_path / "plots" / "training.csv"):
             pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kinds=st.lists(st.sampled_from(["file", "directory"]), min_size=1, max_size=4),
+    fail_at=st.integers(min_value=0, max_value=12),
+)
+def test_any_failure_leaves_all_old_or_all_new(tmp_path_factory, kinds, fail_at):
+    """Whichever write or rename fails (or none), the outputs are all old or all new."""
+    import digits.files
+
+    root = tmp_path_factory.mktemp("outputs")
+    paths = [root / f"out{i}" for i in range(len(kinds))]
+    for path, kind in zip(paths, kinds, strict=True):
+        write_output(path, kind, "old")
+    calls = {"replace": 0}
+    real_replace = os.replace
+
+    def replace(source, target):
+        calls["replace"] += 1
+        if calls["replace"] == fail_at:
+            raise OSError(28, "No space left on device", str(target))
+        real_replace(source, target)
+
+    digits.files.os.replace = replace
+    try:
+        with atomic_paths(*paths) as temporaries:
+            for index, (tmp, kind) in enumerate(zip(temporaries, kinds, strict=True)):
+                if index + 1 == fail_at - 8:  # some runs fail while writing, not renaming
+                    raise OSError(28, "No space left on device", str(tmp))
+                write_output(tmp, kind, "new")
+    except OSError:
+        pass
+    finally:
+        digits.files.os.replace = real_replace
+    contents = {read_output(path, kind) for path, kind in zip(paths, kinds, strict=True)}
+    assert contents in ({"old"}, {"new"})
+    assert sorted(p.name for p in root.iterdir()) == sorted(p.name for p in paths)
+
+
+def write_output(path, kind: str, text: str) -> None:
+    if kind == "file":
+        path.write_text(text)
+        return
+    path.mkdir()
+    (path / "a.png").write_text(text)
+
+
+def read_output(path, kind: str) -> str:
+    return (path if kind == "file" else path / "a.png").read_text()

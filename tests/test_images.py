@@ -5,8 +5,10 @@ dark, and rendered in the styles people's pictures come in; every style must giv
 28x28 array as the clean digit.
 """
 
+import os
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,17 +17,21 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from digits.images import (
     MAX_PIXELS,
     STROKE_RATIO,
+    THICK_RATIO,
+    THINNED_RATIO,
     ImageError,
     centre_by_mass,
     digit_box,
     dilate,
     fit_to_box,
     flatten_alpha,
-    light_on_dark,
+    has_dark_ink,
+    ink_signal,
     load_grayscale,
     mnist_frame,
     normalise_contrast,
     normalise_stroke_width,
+    printable_path,
     stroke_width,
 )
 
@@ -275,8 +281,20 @@ def test_dark_ink_on_light_paper_is_inverted_light_on_dark_is_not():
     dark_on_light = np.full((10, 10), 230, dtype=np.float32)
     dark_on_light[3:7, 4:6] = 20
 
-    assert light_on_dark(dark_on_light)[0, 0] == 25 and light_on_dark(dark_on_light)[4, 4] == 235
-    assert light_on_dark(255 - dark_on_light)[4, 4] == 235
+    assert has_dark_ink(dark_on_light) and not has_dark_ink(255 - dark_on_light)
+    assert ink_signal(dark_on_light)[0, 0] == 0 and ink_signal(255 - dark_on_light)[0, 0] == 0
+    # ink that takes 210 of the paper's 230 grey levels takes 91% of its light
+    assert ink_signal(dark_on_light)[4, 4] == pytest.approx(255 * 210 / 230, abs=0.5)
+    assert ink_signal(255 - dark_on_light)[4, 4] == pytest.approx(210)
+
+
+def test_a_speck_of_dust_does_not_decide_the_polarity():
+    """A small dark digit on a large white page, one white-hot pixel beside it."""
+    page = np.full((400, 400), 250, dtype=np.float32)
+    page[100:130, 200:204] = 10
+    page[300, 300] = 255
+
+    assert has_dark_ink(page)
 
 
 def test_contrast_is_stretched_from_paper_to_ink():
@@ -391,3 +409,255 @@ def test_a_header_claiming_billions_of_pixels_is_refused(tmp_path):
 
     with pytest.raises(ImageError, match=r"huge\.png: .*decompression bomb"):
         load_grayscale(path)
+
+
+# Pictures that once crashed or misled the pipeline. Every one must give a frame or ImageError.
+
+
+def dark_seven_on(paper: np.ndarray) -> np.ndarray:
+    """uint8 (h, w): a 7, ink grey 20, drawn over float ``paper`` (h, w) in its middle."""
+    height, width = paper.shape
+    ink = Image.new("L", (width, height), 0)
+    box = np.array([width, height, width, height]) * [0.3, 0.2, 0.7, 0.8]
+    left, top, right, bottom = box
+    ImageDraw.Draw(ink).line(
+        [(left, top), (right, top), (left + (right - left) * 0.3, bottom)],
+        fill=255,
+        width=max(1, round(height / 14)),
+    )
+    alpha = np.asarray(ink, dtype=np.float64) / 255
+    return (20 * alpha + paper * (1 - alpha)).round().astype(np.uint8)
+
+
+def reference_seven(height: int = 300, width: int = 300) -> np.ndarray:
+    return mnist_frame(dark_seven_on(np.full((height, width), 255.0)))
+
+
+def aligned_correlation(frame: np.ndarray, reference: np.ndarray) -> float:
+    """``correlation`` at the best whole-pixel shift of up to 1 px: where the centre of mass
+    rounds to is not what these tests are about."""
+    shifts = [(row, column) for row in (-1, 0, 1) for column in (-1, 0, 1)]
+    return max(correlation(np.roll(frame, shift, axis=(0, 1)), reference) for shift in shifts)
+
+
+@pytest.mark.parametrize("degrees", [0, 45, 90, 180, 270])
+def test_light_falling_off_across_the_page_still_gives_the_digit(degrees):
+    """The adversarial case of issue 18: paper from grey 140 to 250 under a dark 7."""
+    rows, columns = np.indices((300, 300)) / 299
+    angle = np.radians(degrees)
+    ramp = np.cos(angle) * columns + np.sin(angle) * rows
+    paper = 140 + 110 * (ramp - ramp.min()) / np.ptp(ramp)
+
+    frame = mnist_frame(dark_seven_on(paper))
+
+    assert aligned_correlation(frame, reference_seven()) > 0.95
+
+
+def test_a_shadowed_corner_still_gives_the_digit():
+    """Vignetting, as a phone photo has it: paper 250 in the middle, 120 in the corners."""
+    rows, columns = np.indices((300, 400))
+    distance = np.hypot((rows - 150) / 150, (columns - 200) / 200) / np.sqrt(2)
+    paper = 250 - 130 * distance**2
+
+    frame = mnist_frame(dark_seven_on(paper))
+
+    assert aligned_correlation(frame, reference_seven(300, 400)) > 0.95
+
+
+def test_a_stroke_in_shadow_counts_as_much_as_one_in_light():
+    """A bar across a page lit from 60 (left) to 250 (right): the same ink takes the same
+    share of the light, so the bar comes out as even as on plain paper."""
+    paper = np.tile(np.linspace(60, 250, 200), (100, 1))
+    picture = paper.copy()
+    picture[45:55, 20:180] *= 0.2
+
+    frame = mnist_frame(picture.round().astype(np.uint8))
+
+    row = frame[frame.sum(axis=1).argmax()]
+    ink = row[row > 0]
+    assert ink.size >= 16 and np.percentile(ink, 80) - np.percentile(ink, 20) < 40
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_arrays_give_a_frame_or_an_image_error(seed):
+    """Random sizes (1 to 200 a side, some very long), grey levels, gradients and specks:
+    the answer is an MNIST frame or "no digit found", never another exception or NaN."""
+    rng = np.random.default_rng(seed)
+    height, width = rng.integers(1, 200, size=2)
+    if seed % 4 == 0:
+        height = 1 if seed % 8 else int(rng.integers(1, 4))
+        width = int(rng.integers(500, 5000))
+    pixels = rng.normal(rng.uniform(0, 255), rng.uniform(0, 120), (height, width))
+    pixels += rng.uniform(-200, 200) * np.linspace(0, 1, width)
+    gray = np.clip(pixels, 0, 255).astype(np.uint8)
+
+    try:
+        frame = mnist_frame(gray.T if seed % 3 else gray, source="random.png")
+    except ImageError as error:
+        assert str(error).startswith("random.png: no digit found")
+    else:
+        assert frame.shape == (28, 28) and frame.dtype == np.uint8 and frame.max() == 255
+
+
+@pytest.mark.parametrize(
+    "gray",
+    [
+        np.zeros((1, 1), np.uint8),
+        np.full((1, 1), 255, np.uint8),
+        np.full((40, 60), 137, np.uint8),
+        np.zeros((0, 5), np.uint8),
+        np.full((1, 10_000), 200, np.uint8),
+        np.tile(np.arange(256, dtype=np.uint8), (3, 1)),  # a smooth ramp is light, not ink
+    ],
+    ids=["1x1 black", "1x1 white", "constant", "empty", "1x10000 constant", "ramp"],
+)
+def test_pictures_with_nothing_on_them_have_no_digit(gray):
+    with pytest.raises(ImageError, match=r"^flat\.png: no digit found"):
+        mnist_frame(gray, source="flat.png")
+
+
+@pytest.mark.parametrize("shape", [(1, 3000), (3000, 1), (2, 700), (700, 2)])
+def test_a_line_in_a_very_long_picture_is_one_stroke(shape):
+    gray = np.full(shape, 240, np.uint8)
+    length = max(shape)
+    gray.reshape(-1)[length // 3 : length // 2] = 10  # a dash across a sixth of it
+
+    frame = mnist_frame(gray)
+
+    assert frame.max() == 255 and np.count_nonzero(frame.max(axis=0 if shape[0] < 3 else 1)) >= 18
+
+
+def test_a_tight_crop_of_a_bold_digit_still_gives_the_digit():
+    """Strokes cover most of the border: the paper must be found inside the picture."""
+    picture = dark_seven_on(np.full((300, 300), 250.0))
+    ink = np.nonzero(picture < 128)
+    tight = picture[ink[0].min() + 2 : ink[0].max() - 2, ink[1].min() + 2 : ink[1].max() - 2]
+
+    frame = mnist_frame(tight)
+
+    assert aligned_correlation(frame, reference_seven()) > 0.85
+
+
+def test_a_marker_drawn_digit_is_redrawn_with_mnists_stroke_width():
+    ring = Image.new("L", (300, 300), 0)
+    ImageDraw.Draw(ring).ellipse((40, 20, 260, 280), outline=255, width=70)  # 0.27 of 260
+    thick = np.asarray(ring, dtype=np.float32)
+    assert stroke_width(thick > 128) / 260 > THICK_RATIO
+
+    redrawn = normalise_stroke_width(thick) >= 128
+
+    rows, columns = np.nonzero(redrawn)
+    side = max(np.ptp(rows), np.ptp(columns)) + 1
+    assert stroke_width(redrawn) / side == pytest.approx(THINNED_RATIO, abs=0.02)
+    assert redrawn[rows.min() + side // 2, columns.min() + side // 2] == 0  # the hole is open
+
+
+# Transparency: a 7 with soft grey edges, its background transparent, read as the opaque 7.
+
+
+def soft_seven() -> np.ndarray:
+    """uint8 (120, 120): a dark 7 on white whose edges fade through many greys, so that the
+    mean grey of what is not white is light (over 128), as with a soft brush."""
+    picture = Image.fromarray(dark_seven_on(np.full((120, 120), 255.0)))
+    return np.asarray(picture.filter(ImageFilter.GaussianBlur(3)))
+
+
+def palette_with_white_transparent(tmp_path, suffix):
+    gray = soft_seven()
+    assert gray[gray < 255].mean() > 128  # what misled the mean-grey rule
+    image = Image.fromarray(gray).convert("P")  # a grey palette: index i holds grey i
+    image.putpalette([level for grey in range(256) for level in (grey, grey, grey)])
+    image.save(tmp_path / f"palette{suffix}", transparency=255)
+    return tmp_path / f"palette{suffix}"
+
+
+def palette_png(tmp_path):
+    return palette_with_white_transparent(tmp_path, ".png")
+
+
+def palette_gif(tmp_path):
+    return palette_with_white_transparent(tmp_path, ".gif")
+
+
+def grey_trns_png(tmp_path):
+    """Mode L with a tRNS chunk naming grey 255 transparent."""
+    Image.fromarray(soft_seven()).save(tmp_path / "trns.png", transparency=255)
+    return tmp_path / "trns.png"
+
+
+def rgba_soft_edges(tmp_path):
+    """Soft grey edges in colour and in opacity; the hidden pixels are black."""
+    gray = soft_seven()
+    alpha = np.clip((255 - gray.astype(np.int32)) * 4, 0, 255).astype(np.uint8)
+    rgba = np.stack([gray, gray, gray, alpha], axis=-1)
+    rgba[alpha == 0] = 0
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    return tmp_path / "rgba.png"
+
+
+def rgba_white_digit_soft_edges(tmp_path):
+    """A white 7 whose edges fade through greys, on a transparent background."""
+    gray = 255 - soft_seven()
+    alpha = np.clip(gray.astype(np.int32) * 4, 0, 255).astype(np.uint8)
+    Image.fromarray(np.stack([gray, gray, gray, alpha], axis=-1)).save(tmp_path / "white.png")
+    return tmp_path / "white.png"
+
+
+@pytest.mark.parametrize(
+    "transparent",
+    [palette_png, palette_gif, grey_trns_png, rgba_soft_edges, rgba_white_digit_soft_edges],
+    ids=lambda make: make.__name__,
+)
+def test_a_transparent_background_is_flattened_away_from_the_ink(transparent, tmp_path):
+    path = transparent(tmp_path)
+    assert "transparency" in Image.open(path).info or Image.open(path).mode == "RGBA"
+
+    frame = mnist_frame(load_grayscale(path))
+
+    assert aligned_correlation(frame, mnist_frame(soft_seven())) > 0.95
+
+
+def test_transparent_corners_of_opaque_paper_become_paper():
+    """The border is mostly opaque paper: what is transparent is more paper, not ink."""
+    gray = dark_seven_on(np.full((100, 100), 230.0))
+    alpha = np.full(gray.shape, 255, np.uint8)
+    alpha[:10, :10] = alpha[-10:, -10:] = 0
+    gray[alpha == 0] = 0  # what an editor stores under the cut corners
+
+    flat = flatten_alpha(gray, alpha)
+
+    assert flat[0, 0] == flat[-1, -1] == 230
+
+
+# Files that are not pictures at all: refused at once, never read.
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+
+    with pytest.raises(ImageError, match=r"pipe\.png: not a regular file \(a FIFO"):
+        load_grayscale(tmp_path / "pipe.png")
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"), [("/dev/zero", "a character device"), ("/", "a directory")]
+)
+def test_a_device_or_directory_is_refused(path, kind):
+    with pytest.raises(ImageError, match=f"not a regular file \\({kind}\\)"):
+        load_grayscale(Path(path))
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("plain é.png", "plain é.png"),
+        ("tab\there.png", "tab\\there.png"),
+        ("new\nline.png", "new\\nline.png"),
+        ("back\\slash.png", "back\\\\slash.png"),
+        ("escape\x1b[31m.png", "escape\\x1b[31m.png"),
+        ("not utf-8 \udcff.png", "not utf-8 \\udcff.png"),
+    ],
+)
+def test_printable_path_escapes_what_would_break_a_line(name, shown):
+    assert printable_path(name) == shown
+    assert printable_path(name).isprintable()

@@ -1,4 +1,5 @@
-"""Tests for stages/predict.py: output formats, --debug-dir, and bad input beside good input.
+"""Tests for digits/predict.py (`digits predict`): output formats, --debug-dir, bad input
+beside good input, and names that would break the output.
 
 The model is a tiny one built here whose answer is worked out by hand (not data/model.keras,
 which exists only after `dvc repro`): every input gets probability 27/36 = 0.75 for digit 3 and
@@ -18,11 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-import predict
-from digits.stage import run_stage
+from digits.cli import main
 from digits.images import load_grayscale, mnist_frame
 
-ROOT = Path(__file__).resolve().parents[1]
 ANSWER = 3
 CONFIDENCE = 27 / 36  # softmax of logits log(27) for digit 3 and 0 for the nine others
 
@@ -32,7 +31,7 @@ def model_path(tmp_path_factory) -> Path:
     """A saved model that ignores its input: zero weights, output bias log(27) for digit 3."""
     import keras
 
-    from digits.model import save_model
+    from digits.saving import save_model
 
     model = keras.Sequential(
         [keras.Input(shape=(28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
@@ -47,24 +46,25 @@ def model_path(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def seven(tmp_path) -> Path:
-    """A black 7 drawn on white paper, 200x300."""
+def draw_seven(path: Path) -> Path:
+    """A black 7 drawn on white paper, 200x300, saved at ``path``."""
     image = Image.new("L", (200, 300), 255)
     ImageDraw.Draw(image).line([(40, 50), (160, 50), (80, 250)], fill=0, width=24)
-    image.save(tmp_path / "seven.png")
-    return tmp_path / "seven.png"
+    image.save(path, format="PNG")
+    return path
+
+
+@pytest.fixture
+def seven(tmp_path) -> Path:
+    return draw_seven(tmp_path / "seven.png")
 
 
 def run_predict(args: list, capsys) -> tuple[int, str, str]:
-    """Run the stage as its command line would; return (exit status, stdout, stderr)."""
-    try:
-        run_stage(lambda: predict.main([str(arg) for arg in args]))
-        status = 0
-    except SystemExit as exit:
-        status = exit.code
+    """Run `digits predict ARGS` in this process; return (exit status, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", *map(str, args)])
     out, err = capsys.readouterr()
-    return status, out, err
+    return exited.value.code, out, err
 
 
 def test_one_tab_separated_line_per_image(model_path, seven, tmp_path, capsys):
@@ -99,6 +99,48 @@ def test_debug_dir_holds_what_the_model_saw(model_path, seven, tmp_path, capsys)
     np.testing.assert_array_equal(saved, mnist_frame(load_grayscale(seven)))
 
 
+def test_a_debug_dir_that_is_a_file_is_one_error_before_any_work(
+    model_path, seven, tmp_path, capsys
+):
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+
+    status, out, err = run_predict(["--model", model_path, "--debug-dir", taken, seven], capsys)
+
+    assert (status, out) == (1, "")
+    assert err == f"error: {taken}: --debug-dir is not a directory\n"
+    assert taken.read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("tab\there.png", "tab\\there.png"), ("two\nlines.png", "two\\nlines.png")],
+)
+def test_a_name_with_a_tab_or_newline_stays_one_line_of_three_fields(
+    name, shown, model_path, tmp_path, capsys
+):
+    path = draw_seven(tmp_path / name)
+
+    status, out, _ = run_predict(["--model", model_path, path, "--json"], capsys)
+    assert status == 0 and json.loads(out)[0]["path"] == str(path)  # JSON keeps the real name
+
+    status, out, _ = run_predict(["--model", model_path, path], capsys)
+    assert status == 0
+    assert out.splitlines() == [f"{tmp_path}/{shown}\t3\t0.7500"]
+
+
+def test_a_bad_name_with_a_newline_is_one_error_line(model_path, seven, tmp_path, capsys):
+    bad = tmp_path / "no\nimage.png"
+    bad.write_text("shopping list")
+
+    status, out, err = run_predict(["--model", model_path, bad, seven], capsys)
+
+    assert status == 1 and out == f"{seven}\t3\t0.7500\n"
+    assert err.splitlines()[0] == f"error: {tmp_path}/no\\nimage.png: not an image " + (
+        "(expected one of PNG, JPEG, GIF, BMP, TIFF, WEBP)"
+    )
+
+
 def not_an_image(tmp_path):
     (tmp_path / "notes.png").write_text("shopping list")
     return tmp_path / "notes.png", "not an image"
@@ -127,7 +169,24 @@ def missing(tmp_path):
     return tmp_path / "nowhere.png", "file not found"
 
 
-@pytest.mark.parametrize("bad", [not_an_image, blank, decompression_bomb, missing])
+def fifo(tmp_path):
+    """A named pipe with no writer: opening it plainly for reading would wait forever."""
+    os.mkfifo(tmp_path / "pipe.png")
+    return tmp_path / "pipe.png", r"not a regular file \(a FIFO"
+
+
+def directory(tmp_path):
+    (tmp_path / "folder.png").mkdir()
+    return tmp_path / "folder.png", r"not a regular file \(a directory"
+
+
+def device(tmp_path):
+    return Path("/dev/zero"), r"not a regular file \(a character device"  # endless if read
+
+
+@pytest.mark.parametrize(
+    "bad", [not_an_image, blank, decompression_bomb, missing, fifo, directory, device]
+)
 def test_a_bad_image_is_named_and_the_good_ones_still_printed(
     bad, model_path, seven, tmp_path, capsys
 ):
@@ -137,8 +196,34 @@ def test_a_bad_image_is_named_and_the_good_ones_still_printed(
 
     assert status == 1
     assert out == f"{seven}\t3\t0.7500\n"
-    assert re.search(f"error: {re.escape(str(bad_path))}: .*{reason}", err)
-    assert "1 of 2 images could not be classified" in err
+    [line] = [
+        line for line in err.splitlines() if line.startswith("error: ") and "of 2" not in line
+    ]
+    assert re.fullmatch(f"error: {re.escape(str(bad_path))}: .*{reason}.*", line)
+    assert "error: 1 of 2 images could not be classified" in err
+
+
+def test_pictures_from_random_arrays_are_each_classified_or_named(model_path, tmp_path, capsys):
+    """Random sizes, random grey levels, with and without a gradient under them: each gets
+    exactly one line, on stdout or as an error, and the count of errors matches."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(12):
+        height, width = rng.integers(1, 90, size=2)
+        pixels = rng.integers(0, 256, (height, width)) + rng.integers(-100, 100) * np.linspace(
+            0, 1, width
+        )
+        paths.append(tmp_path / f"{index}.png")
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(paths[-1])
+
+    status, out, err = run_predict(["--model", model_path, *paths], capsys)
+
+    printed = [line.split("\t")[0] for line in out.splitlines()]
+    errors = [line for line in err.splitlines() if not re.match(r"error: \d+ of 12 images", line)]
+    refused = [re.match(r"error: (.*?): ", line)[1] for line in errors]
+    assert sorted(printed + refused) == sorted(map(str, paths))
+    assert "Traceback" not in err
+    assert status == (1 if refused else 0)
 
 
 def test_a_missing_model_says_how_to_make_it(seven, tmp_path, capsys):
@@ -161,15 +246,14 @@ def test_a_corrupt_model_file_is_named(seven, tmp_path, capsys):
 def test_image_errors_do_not_wait_for_tensorflow(tmp_path):
     bad_path, _ = not_an_image(tmp_path)
     script = (
-        "import sys, predict\n"
-        "from digits.stage import run_stage\n"
-        f"try: run_stage(lambda: predict.main([{str(bad_path)!r}]))\n"
-        "except SystemExit as exit: assert exit.code == 1\n"
+        "import sys\n"
+        "from digits.cli import main\n"
+        f"try: main(['predict', {str(bad_path)!r}])\n"
+        "except SystemExit as exit: assert exit.code == 1, exit.code\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "stages")}
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
     )
 
     assert done.returncode == 0, done.stderr

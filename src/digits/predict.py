@@ -1,10 +1,15 @@
-"""Classify your own digit pictures with the trained model: one line per image, or JSON.
+r"""Classify your own digit pictures with the trained model: one line per image, or JSON.
 
     digits predict [--model data/model.keras] [--json] [--debug-dir DIR] IMAGE...
 
-Prints PATH<TAB>DIGIT<TAB>CONFIDENCE per image (confidence: the probability, 0-1). An image that
-cannot be read or holds no digit gets one error line on stderr; the others are still classified,
-and the exit status is 1. Any size, polarity, RGB(A), PNG/JPEG/...: see digits/images.py.
+Prints PATH<TAB>DIGIT<TAB>CONFIDENCE per image (confidence: the probability, 0-1). In PATH a
+backslash, and any character that is not printable (tab, newline, other control characters,
+bytes that are not UTF-8), is escaped as Python writes it in a string: \\, \t, \n, \x1b,
+\udcff; so each image is one line of three fields. --json gives the name as it is, in JSON's
+own escaping. An image that cannot be read (missing, unreadable, or not a regular file: a FIFO
+or device is refused without reading it) or holds no digit gets one `error:` line on stderr
+naming it the same way; the others are still classified, and the exit status is 1. Any size,
+polarity, RGB(A), transparency, PNG/JPEG/...: see digits/images.py.
 """
 
 import argparse
@@ -19,7 +24,7 @@ from PIL import Image
 from digits.data import scale_pixels
 from digits.errors import DigitsError
 from digits.files import atomic_path
-from digits.images import ImageError, load_grayscale, mnist_frame
+from digits.images import ImageError, load_grayscale, mnist_frame, printable_path
 from digits.paths import MODEL, in_project
 
 log = logging.getLogger("predict")
@@ -33,9 +38,15 @@ def read_frames(paths: list[Path]) -> list[tuple[Path, np.ndarray]]:
     frames = []
     for path in paths:
         try:
-            frames.append((path, mnist_frame(load_grayscale(path), source=str(path))))
+            frames.append((path, mnist_frame(load_grayscale(path), printable_path(path))))
         except ImageError as error:
             print(f"error: {error}", file=sys.stderr)
+        except Exception as error:  # a bug must not cost the other pictures their answers
+            kind = type(error).__name__
+            print(
+                f"error: {printable_path(path)}: cannot classify ({kind}: {error})",
+                file=sys.stderr,
+            )
     return frames
 
 
@@ -51,7 +62,7 @@ def format_results(paths: list[Path], probabilities: np.ndarray, as_json: bool) 
     digits = probabilities.argmax(axis=1)
     if not as_json:
         return "".join(
-            f"{path}\t{digit}\t{p[digit]:.4f}\n"
+            f"{printable_path(path)}\t{digit}\t{p[digit]:.4f}\n"
             for path, digit, p in zip(paths, digits, probabilities, strict=True)
         )
     results = [
@@ -75,7 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug-dir", type=Path, help="write the 28x28 inputs here as PNG")
 
 
+def check_debug_dir(directory: Path | None) -> None:
+    """Refuse a ``--debug-dir`` that exists and is not a directory, before any work."""
+    if directory is not None and directory.exists() and not directory.is_dir():
+        raise DigitsError(f"{printable_path(directory)}: --debug-dir is not a directory")
+
+
 def run(args: argparse.Namespace) -> None:
+    check_debug_dir(args.debug_dir)
     frames = read_frames(args.images)  # before the model: image errors need no TensorFlow
     failed = len(args.images) - len(frames)
     if frames:

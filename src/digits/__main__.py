@@ -1,0 +1,5 @@
+"""``python -m digits``: the same as the ``digits`` command."""
+
+from digits.cli import main
+
+main()
