@@ -5,11 +5,8 @@
         --confusion plots/confusion.csv --images-dir plots/images
 """
 
-import io
 import json
 import logging
-
-import pandas as pd
 
 from digits.data import load_split
 from digits.evaluation import (
@@ -19,9 +16,11 @@ from digits.evaluation import (
     plot_confusion_matrix,
     plot_learning_curves,
     plot_misclassified,
+    read_history,
     save_figure,
 )
 from digits.files import atomic_paths, read_input_bytes
+from digits.mnist import INFERENCE_BATCH
 from digits.params import load_params
 from digits.stage import run_stage, stage_arguments
 
@@ -35,13 +34,12 @@ def main() -> None:
 
     params = load_params(args.params).evaluate
     x_test, y_test = load_split(args.data_dir, "test")
-    history = pd.read_csv(io.BytesIO(read_input_bytes(args.history, "train")))
+    history = read_history(read_input_bytes(args.history, "train"), str(args.history))
 
-    from digits.batches import VALIDATION_BATCH
     from digits.saving import load_model
 
     model = load_model(args.model)
-    probabilities = model.predict(x_test, batch_size=VALIDATION_BATCH, verbose=0)
+    probabilities = model.predict(x_test, batch_size=INFERENCE_BATCH, verbose=0)
     predicted = probabilities.argmax(axis=1)
     metrics = metrics_on_test_set(probabilities, y_test)
     log.info(

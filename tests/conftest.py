@@ -2,6 +2,7 @@
 project that has run the whole pipeline on them, shared by the tests that need DVC."""
 
 import copy
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from digits.idx import encode_idx
+from digits.params import AugmentParams, TrainParams
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The `digits` console script of the interpreter running the tests (not necessarily on PATH).
@@ -44,6 +46,55 @@ def tiny_mnist_files(n_train: int = 200, n_test: int = 50) -> dict[str, bytes]:
         "test_labels": test_labels,
     }
     return {key: encode_idx(array) for key, array in arrays.items()}
+
+
+NO_AUGMENT = AugmentParams(shift_px=0, rotation_deg=0, scale=0, elastic_px=0)
+TINY = TrainParams(
+    seed=7,
+    hidden_units=(8, 4),
+    dropout=(0.5, 0.0),
+    max_norm=0.0,
+    learning_rate=0.01,
+    lr_schedule="cosine",
+    warmup_epochs=0,
+    weight_decay=0.0,
+    label_smoothing=0.0,
+    batch_size=16,
+    epochs=2,
+    steps_per_execution=2,
+    jit_compile=False,
+    augment=NO_AUGMENT,
+)
+# Every option on at once: XLA, warm-up, AdamW, max-norm, one-hot labels, augmentation.
+ALL_OPTIONS = dataclasses.replace(
+    TINY,
+    jit_compile=True,
+    warmup_epochs=1,
+    weight_decay=0.01,
+    max_norm=3.0,
+    label_smoothing=0.1,
+    augment=AugmentParams(shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1.5),
+)
+
+
+def random_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 28, 28), dtype=np.float32), rng.integers(0, 10, n).astype(np.uint8)
+
+
+def scaled(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return images.astype(np.float32) / 255, labels
+
+
+def trained(params: TrainParams, callbacks: tuple = (), data=None) -> tuple:
+    """(model, history) after training on 64 random images in batches of 16 (4 steps an
+    epoch), validating on 32; or on ``data`` = (train, validation)."""
+    from digits.model import build_model, train_model
+
+    train, validation = data or (random_data(64, 1), random_data(32, 2))
+    model = build_model(params, steps_per_epoch=len(train[0]) // params.batch_size)
+    history = train_model(model, train, validation, params, callbacks=list(callbacks), verbose=0)
+    return model, history.history
 
 
 STAGES = ("download", "preprocess", "train", "evaluate")

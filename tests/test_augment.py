@@ -1,7 +1,7 @@
 """Augmentation: off is the identity; on, it is seeded and reads the images bilinearly."""
 
 import numpy as np
-from test_model import ALL_OPTIONS, NO_AUGMENT, random_data
+from conftest import ALL_OPTIONS, NO_AUGMENT, random_data
 
 from digits.augment import _sample_bilinear, distort_images
 from digits.params import AugmentParams

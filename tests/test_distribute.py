@@ -164,7 +164,9 @@ def files_under(directory: Path) -> list[Path]:
 def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
     files = tiny_mnist_files()
     mirror = write_mirror(tmp_path / "mirror", files)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(files), sort_keys=False))
+    params = tiny_params(files)
+    params["train"]["dropout"] = 0.2  # the default's PhiloxDropout, its seeds mirrored too
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env.update(MNIST_MIRROR=str(mirror), CUDA_VISIBLE_DEVICES="-1")
     run_stage("download.py", "--out-dir", "data/raw", cwd=tmp_path, env=env)
@@ -209,7 +211,7 @@ def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
     assert (tmp_path / "worker0/data/model.keras").stat().st_size > 1000
     curves = (tmp_path / "worker0/plots/training.csv").read_text().splitlines()
     assert curves[0].startswith("epoch,accuracy,loss,val_accuracy,val_loss")
-    assert len(curves) == 1 + tiny_params(files)["train"]["epochs"]
+    assert len(curves) == 1 + params["train"]["epochs"]
     assert files_under(tmp_path / "worker1") == []
     assert files_under(tmp_path / "tmp1") == []
 
@@ -257,3 +259,10 @@ def test_a_worker_waiting_for_its_peer_stops_on_sigterm(tmp_path):
     process.terminate()
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130 and "interrupted" in err
+
+
+def test_a_port_in_use_names_the_worker_and_the_port():
+    ports = free_ports(2)
+    with socket.create_server(("", ports[0])):
+        with pytest.raises(DistributeError, match=rf"worker 0 \(127.0.0.1:{ports[0]}\): cannot"):
+            wait_for_peers(worker_of_two(ports), timeout_s=1, poll_s=0.05)

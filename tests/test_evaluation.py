@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from digits.evaluation import (
+    HistoryError,
     confusion_counts,
     confusion_table,
     cross_entropy,
@@ -10,6 +11,7 @@ from digits.evaluation import (
     plot_confusion_matrix,
     plot_learning_curves,
     plot_misclassified,
+    read_history,
     save_figure,
 )
 
@@ -85,3 +87,22 @@ def test_misclassified_grid_with_no_errors_still_renders(tmp_path):
     labels = np.array([1, 2])
     save_figure(plot_misclassified(np.zeros((2, 28, 28)), labels, labels, 5), tmp_path / "x.png")
     assert (tmp_path / "x.png").stat().st_size > 0
+
+
+def test_history_is_read_with_its_columns():
+    data = b"epoch,accuracy,loss,val_accuracy,val_loss\n0,0.9,0.3,0.95,0.2\n1,0.95,0.2,0.96,0.1\n"
+    assert read_history(data, "plots/training.csv")["val_loss"].tolist() == [0.2, 0.1]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "not a CSV table"),
+        (b"epoch,loss\n0,0.3\n", "no column accuracy, val_accuracy, val_loss"),
+        (b"epoch,accuracy,loss,val_accuracy,val_loss\n", "no rows"),
+        (b"epoch,accuracy,loss,val_accuracy,val_loss\n0,a,b,c,d\n", "not a number"),
+    ],
+)
+def test_a_damaged_history_names_the_file_and_the_fix(data, message):
+    with pytest.raises(HistoryError, match=f"plots/training.csv: {message}.*git checkout"):
+        read_history(data, "plots/training.csv")

@@ -64,6 +64,14 @@ def test_a_failed_rename_puts_the_earlier_outputs_back(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv"]
 
 
+def test_a_write_error_names_the_output_not_its_temporary(tmp_path):
+    target = tmp_path / "model.keras"
+    with pytest.raises(OutputError, match=r"model.keras: cannot write it: No space left"):
+        with atomic_path(target) as tmp:
+            raise OSError(28, "No space left on device", str(tmp))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_directories_are_replaced_whole(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
@@ -110,7 +118,7 @@ def test_any_failure_leaves_all_old_or_all_new(tmp_path_factory, kinds, fail_at)
                 if index + 1 == fail_at - 8:  # some runs fail while writing, not renaming
                     raise OSError(28, "No space left on device", str(tmp))
                 write_output(tmp, kind, "new")
-    except OSError:
+    except (OSError, OutputError):
         pass
     finally:
         digits.files.os.replace = real_replace

@@ -585,6 +585,15 @@ def grey_trns_png(tmp_path):
     return tmp_path / "trns.png"
 
 
+def grey16_trns_png(tmp_path):
+    """Mode I;16 (a 16-bit scan) whose background is black and named transparent by tRNS;
+    the ink is its soft 7 at half brightness, never black."""
+    gray = soft_seven().astype(np.uint16)
+    wide = np.where(gray == 255, 0, (gray // 2 + 1) * 257).astype(np.uint16)
+    Image.fromarray(wide).save(tmp_path / "trns16.png", transparency=0)  # uint16: I;16
+    return tmp_path / "trns16.png"
+
+
 def rgba_soft_edges(tmp_path):
     """Soft grey edges in colour and in opacity; the hidden pixels are black."""
     gray = soft_seven()
@@ -605,7 +614,13 @@ def rgba_white_digit_soft_edges(tmp_path):
 
 @pytest.mark.parametrize(
     "transparent",
-    [palette_png, palette_gif, grey_trns_png, rgba_soft_edges, rgba_white_digit_soft_edges],
+    [
+        palette_png,
+        palette_gif,
+        grey_trns_png,
+        rgba_soft_edges,
+        rgba_white_digit_soft_edges,
+    ],
     ids=lambda make: make.__name__,
 )
 def test_a_transparent_background_is_flattened_away_from_the_ink(transparent, tmp_path):
@@ -615,6 +630,15 @@ def test_a_transparent_background_is_flattened_away_from_the_ink(transparent, tm
     frame = mnist_frame(load_grayscale(path))
 
     assert aligned_correlation(frame, mnist_frame(soft_seven())) > 0.95
+
+
+def test_a_16_bit_scan_with_a_transparent_black_background_reads_as_on_paper(tmp_path):
+    gray = soft_seven()
+    on_paper = np.where(gray == 255, 255, gray // 2 + 1).astype(np.uint8)  # the same, opaque
+
+    frame = mnist_frame(load_grayscale(grey16_trns_png(tmp_path)))
+
+    assert aligned_correlation(frame, mnist_frame(on_paper)) > 0.95
 
 
 def test_transparent_corners_of_opaque_paper_become_paper():

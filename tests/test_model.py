@@ -6,56 +6,10 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_digits
+from conftest import ALL_OPTIONS, TINY, random_data, scaled, tiny_digits, trained
 
 from digits.batches import training_batches
-from digits.model import TrainingError, build_model, train_model
-from digits.params import AugmentParams, TrainParams
-
-NO_AUGMENT = AugmentParams(shift_px=0, rotation_deg=0, scale=0, elastic_px=0)
-TINY = TrainParams(
-    seed=7,
-    hidden_units=(8, 4),
-    dropout=(0.5, 0.0),
-    max_norm=0.0,
-    learning_rate=0.01,
-    lr_schedule="cosine",
-    warmup_epochs=0,
-    weight_decay=0.0,
-    label_smoothing=0.0,
-    batch_size=16,
-    epochs=2,
-    steps_per_execution=2,
-    jit_compile=False,
-    augment=NO_AUGMENT,
-)
-# Every option on at once: XLA, warm-up, AdamW, max-norm, one-hot labels, augmentation.
-ALL_OPTIONS = dataclasses.replace(
-    TINY,
-    jit_compile=True,
-    warmup_epochs=1,
-    weight_decay=0.01,
-    max_norm=3.0,
-    label_smoothing=0.1,
-    augment=AugmentParams(shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1.5),
-)
-
-
-def random_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return rng.random((n, 28, 28), dtype=np.float32), rng.integers(0, 10, n).astype(np.uint8)
-
-
-def scaled(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return images.astype(np.float32) / 255, labels
-
-
-def trained(params: TrainParams, callbacks: tuple = (), data=None) -> tuple[keras.Model, dict]:
-    """Train on 64 random images in batches of 16 (4 steps an epoch), validating on 32."""
-    train, validation = data or (random_data(64, 1), random_data(32, 2))
-    model = build_model(params, steps_per_epoch=len(train[0]) // params.batch_size)
-    history = train_model(model, train, validation, params, callbacks=list(callbacks), verbose=0)
-    return model, history.history
+from digits.model import TrainingError, build_model
 
 
 def test_build_model_layers_follow_params():
@@ -95,34 +49,27 @@ def test_training_twice_gives_identical_weights_and_history(params):
     assert set(first_history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
 
 
+class StopAfterFirstBatch(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        self.model.stop_training = True
+
+
 def test_one_step_is_keras_own_train_step_on_the_batch_source():
     """fit() with our pieces takes exactly the step Keras' ``train_on_batch`` takes on the first
     batch ``training_batches`` yields: same batch source, same layers, same update."""
     params = dataclasses.replace(TINY, dropout=(0.0, 0.0), epochs=1, steps_per_execution=1)
-    train = random_data(16, 1)  # one batch: one step
-    fitted, _ = trained(params, data=(train, random_data(16, 2)))
+    train = random_data(64, 1)  # four batches of 16: stopped after the first
+    fitted, _ = trained(
+        params, callbacks=(StopAfterFirstBatch(),), data=(train, random_data(16, 2))
+    )
     x, y = next(iter(training_batches(*train, params)))
-    stepped = build_model(params, steps_per_epoch=1)
+    stepped = build_model(params, steps_per_epoch=4)
     stepped.train_on_batch(x, y)
     for a, b in zip(fitted.get_weights(), stepped.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-
-
-class StopAfter(keras.callbacks.Callback):
-    def __init__(self, epoch: int):
-        super().__init__()
-        self.epoch, self.ended = epoch, []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.ended.append(epoch)
-        if epoch == self.epoch:
-            self.model.stop_training = True
-
-
-def test_training_stops_when_a_callback_asks():
-    stopper = StopAfter(epoch=1)
-    _, history = trained(dataclasses.replace(TINY, epochs=5), callbacks=[stopper])
-    assert stopper.ended == [0, 1] and len(history["loss"]) == 2
+    moved = build_model(params, steps_per_epoch=4)
+    moved.train_on_batch(train[0][:16], train[1][:16])  # not the batch the source drew first
+    assert not np.allclose(moved.get_weights()[0], stepped.get_weights()[0])
 
 
 def test_a_diverging_loss_stops_training_with_an_error():

@@ -5,7 +5,7 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
-from test_model import TINY
+from conftest import TINY
 
 from digits.optimizer import FusedAdam, learning_rate_schedule
 

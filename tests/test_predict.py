@@ -243,6 +243,7 @@ def test_a_corrupt_model_file_is_named(seven, tmp_path, capsys):
     assert f"{corrupt}: cannot load the model" in err
 
 
+@pytest.mark.integration
 def test_image_errors_do_not_wait_for_tensorflow(tmp_path):
     bad_path, _ = not_an_image(tmp_path)
     script = (

@@ -9,7 +9,7 @@ import yaml
 from conftest import DIGITS
 from dvc.utils.hydra import apply_overrides
 
-from digits import presets as preset_args
+from digits import presets
 from digits.params import ParamsError, load_params, parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,7 @@ PRESETS = sorted((ROOT / "presets").glob("*.yaml"))
 
 def test_overrides_are_dotted_and_free_of_spaces():
     preset = {"train": {"hidden_units": [1024, 1024], "jit_compile": True, "augment": {"a": 1.5}}}
-    assert preset_args.preset_overrides(preset) == [
+    assert presets.preset_overrides(preset) == [
         "train.hidden_units=[1024,1024]",
         "train.jit_compile=true",
         "train.augment.a=1.5",
@@ -29,14 +29,14 @@ def test_unknown_key_in_preset_is_named(tmp_path):
     preset = tmp_path / "typo.yaml"
     preset.write_text("train:\n  epoch: 3\n")
     with pytest.raises(ParamsError, match=r"train\.epoch: unknown key; did you mean"):
-        preset_args.load_preset(preset, ROOT / "params.yaml")
+        presets.load_preset(preset, ROOT / "params.yaml")
 
 
 def test_bad_value_in_preset_is_named(tmp_path):
     preset = tmp_path / "bad.yaml"
     preset.write_text("train:\n  augment:\n    rotation_deg: 90\n")
     with pytest.raises(ParamsError, match=r"train\.augment\.rotation_deg: expected 0 to 45"):
-        preset_args.load_preset(preset, ROOT / "params.yaml")
+        presets.load_preset(preset, ROOT / "params.yaml")
 
 
 @pytest.mark.integration
@@ -54,5 +54,5 @@ def test_dvc_applies_preset_args_as_written(preset, tmp_path):
     assert printed[0::2] == ["-S"] * (len(printed) // 2)
     apply_overrides(params, printed[1::2])
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    expected = parse_params(preset_args.merge_preset(base, yaml.safe_load(preset.read_text())))
+    expected = parse_params(presets.merge_preset(base, yaml.safe_load(preset.read_text())))
     assert load_params(params) == expected

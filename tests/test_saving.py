@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from test_model import ALL_OPTIONS, TINY, random_data, trained
+from conftest import ALL_OPTIONS, TINY, random_data, trained
 
 from digits.saving import ModelError, load_model, save_model
 
@@ -31,3 +31,16 @@ def test_model_with_every_option_loads_in_safe_mode(tmp_path):
 def test_load_model_missing_file_names_it_and_the_stage(tmp_path):
     with pytest.raises(ModelError, match="absent.keras: model file missing; .* `dvc repro train`"):
         load_model(tmp_path / "absent.keras")
+
+
+def test_a_model_of_other_shapes_is_refused(tmp_path):
+    import keras
+
+    other = keras.Sequential(
+        [keras.Input(shape=(32, 32)), keras.layers.Flatten(), keras.layers.Dense(3)]
+    )
+    save_model(other, tmp_path / "other.keras")
+    with pytest.raises(
+        ModelError, match=r"other.keras: a model from \(32, 32\) pictures to 3 classes"
+    ):
+        load_model(tmp_path / "other.keras")

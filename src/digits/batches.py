@@ -10,10 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from digits.augment import distort_images
-from digits.mnist import N_CLASSES
+from digits.mnist import INFERENCE_BATCH, N_CLASSES
 from digits.params import TrainParams
-
-VALIDATION_BATCH = 1000  # inference only: larger batches are faster and change nothing but speed
 
 
 def steps_per_epoch(n_examples: int, batch_size: int) -> int:
@@ -27,9 +25,11 @@ def one_hot_labels(params: TrainParams) -> bool:
 
 def training_batches(x: np.ndarray, y: np.ndarray, params: TrainParams) -> tf.data.Dataset:
     """Batches of (x float32 (b, 28, 28), y) for one epoch, reshuffled and freshly augmented
-    every time the dataset is iterated; the same ``params.seed`` gives the same batches.
+    every time the dataset is iterated (Keras does once an epoch); the same ``params.seed``
+    gives the same batches, whatever else has seeded TensorFlow.
 
-    The arrays become tensors once. Each epoch draws one seed, shuffles the indices in one op
+    The arrays become tensors once. Each iteration takes the next epoch's seed, folded from
+    ``params.seed`` and a count of iterations; it shuffles the indices in one op
     and gathers each batch by index: no per-image work in tf.data and no NumPy copy per epoch
     (Keras' NumPy adapter re-slices every epoch; a per-image ``shuffle`` costs ~0.2 s an epoch).
     """
@@ -53,10 +53,15 @@ def training_batches(x: np.ndarray, y: np.ndarray, params: TrainParams) -> tf.da
             deterministic=True,
         )
 
-    epoch_seeds = tf.data.Dataset.random(seed=params.seed, rerandomize_each_iteration=True)
+    seed = tf.constant([params.seed, 0], tf.int64)
+    iterations = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def next_epoch_seed(_) -> tf.Tensor:
+        return tf.random.experimental.stateless_fold_in(seed, iterations.assign_add(1) - 1)
+
     batches = (
-        epoch_seeds.batch(2)
-        .take(1)
+        tf.data.Dataset.from_tensors(0)
+        .map(next_epoch_seed)
         .flat_map(epoch)
         .apply(tf.data.experimental.assert_cardinality(steps))  # flat_map hides it from Keras
         .prefetch(tf.data.AUTOTUNE)
@@ -67,7 +72,7 @@ def training_batches(x: np.ndarray, y: np.ndarray, params: TrainParams) -> tf.da
 def validation_batches(x: np.ndarray, y: np.ndarray, params: TrainParams) -> tf.data.Dataset:
     """Fixed batches of (x, y) for scoring; cached, since they are the same every epoch."""
     batches = tf.data.Dataset.from_tensor_slices((x, _labels(y, params)))
-    return _shard_by_data(batches.batch(VALIDATION_BATCH).cache())
+    return _shard_by_data(batches.batch(INFERENCE_BATCH).cache())
 
 
 def _labels(y: np.ndarray, params: TrainParams) -> np.ndarray:

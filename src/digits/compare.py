@@ -15,13 +15,10 @@ import argparse
 import json
 import reprlib
 import sys
+import traceback
 from pathlib import Path
 
-import dvc.api
 import pandas as pd
-from dvc.exceptions import DvcException, PathMissingError
-from dvc.repo import Repo
-from scmrepo.exceptions import SCMError
 
 from digits.errors import DigitsError
 from digits.files import atomic_paths
@@ -231,6 +228,10 @@ def read_confusion(source, where: str) -> pd.DataFrame:
 def dvc_diffs(root: Path, base: str) -> tuple[str, dict, dict]:
     """Resolve ``base`` and check that the results are fresh (``dvc status``); return the commit,
     DVC's ``metrics diff --all`` against it (with its "errors") and its ``params diff``."""
+    from dvc.exceptions import DvcException  # DVC only here: `digits predict` never loads it
+    from dvc.repo import Repo
+    from scmrepo.exceptions import SCMError
+
     try:
         with Repo(str(root)) as repo:
             try:
@@ -253,6 +254,9 @@ def dvc_diffs(root: Path, base: str) -> tuple[str, dict, dict]:
 
 def confusion_at(root: Path, commit: str, base: str) -> pd.DataFrame | None:
     """The confusion table committed (to git or DVC) at ``commit``; None if there is none."""
+    import dvc.api
+    from dvc.exceptions import DvcException, PathMissingError
+
     try:
         with dvc.api.open(CONFUSION.as_posix(), repo=str(root), rev=commit) as file:
             return read_confusion(file, f"{CONFUSION} at {base}")
@@ -340,6 +344,10 @@ def run(args: argparse.Namespace) -> int:
     except (DigitsError, OSError) as error:
         message = describe_os_error(error) if isinstance(error, OSError) else error
         print(f"error: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:  # a bug or a library failure: never exit 1, the regression status
+        traceback.print_exc()
+        print("error: the comparison failed unexpectedly (traceback above)", file=sys.stderr)
         return EXIT_ERROR
     print(render(report), end="")
     return EXIT_REGRESSED if report["gate"]["regressions"] else EXIT_PASSED

@@ -203,7 +203,7 @@ def wait_for_peers(worker: Worker, timeout_s: float, poll_s: float = 0.2) -> Non
     own = worker.addresses[worker.name]
     pending = {name: address for name, address in worker.addresses.items() if address != own}
     deadline = time.monotonic() + timeout_s
-    with socket.create_server(("", _port(own))) as listener:
+    with _listen(worker.name, own) as listener:
         listener.setblocking(False)
         while pending:
             _answer_waiting_peers(listener)
@@ -218,8 +218,19 @@ def wait_for_peers(worker: Worker, timeout_s: float, poll_s: float = 0.2) -> Non
     log.info("%s: all %d training tasks are up", worker.name, worker.n_workers)
 
 
-def _port(address: str) -> int:
-    return int(address.rsplit(":", 1)[1])
+def _listen(name: str, address: str) -> socket.socket:
+    """A listening socket on ``address``'s port, IPv6 and IPv4 where the system has both."""
+    port = int(address.rsplit(":", 1)[1])
+    dual = socket.has_dualstack_ipv6()
+    try:
+        if dual:
+            return socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True)
+        return socket.create_server(("", port))
+    except OSError as error:
+        raise DistributeError(
+            f"{TF_CONFIG}: {name} ({address}): cannot listen on port {port}: "
+            f"{error.strerror or error}"
+        ) from None
 
 
 def _reachable(address: str, timeout_s: float) -> bool:

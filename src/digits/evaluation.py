@@ -3,15 +3,41 @@
 Figures are ``matplotlib.figure.Figure`` objects drawn without pyplot, so no GUI backend is ever
 chosen or needed."""
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from digits.errors import DigitsError
 from digits.mnist import N_CLASSES
 
+HISTORY_COLUMNS = ("epoch", "accuracy", "loss", "val_accuracy", "val_loss")  # CSVLogger's
 METRIC_DIGITS = 6  # rounding keeps metrics.json readable; 1e-6 is far below one test image (1e-4)
+
+
+class HistoryError(DigitsError):
+    """The training history is not the table the train stage writes."""
+
+
+def read_history(data: bytes, source: str) -> pd.DataFrame:
+    """The train stage's CSVLogger table from its bytes: one row per epoch with numeric
+    ``HISTORY_COLUMNS``; ``HistoryError`` naming ``source`` otherwise."""
+    fix = f"restore it with `git checkout -- {source}` or rerun `dvc repro train`"
+    try:
+        history = pd.read_csv(io.BytesIO(data))
+    except (ValueError, pd.errors.ParserError) as error:  # EmptyDataError is a ValueError
+        raise HistoryError(f"{source}: not a CSV table ({error}); {fix}") from None
+    missing = [column for column in HISTORY_COLUMNS if column not in history.columns]
+    if missing or history.empty:
+        what = f"no column {', '.join(missing)}" if missing else "no rows"
+        raise HistoryError(f"{source}: {what}; expected {', '.join(HISTORY_COLUMNS)}; {fix}")
+    table = history[list(HISTORY_COLUMNS)]
+    wrong = [c for c in HISTORY_COLUMNS if not pd.api.types.is_numeric_dtype(table[c])]
+    if wrong:
+        raise HistoryError(f"{source}: not a number in column {wrong[0]}; {fix}")
+    return table
 
 
 def confusion_counts(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -30,15 +30,31 @@ def atomic_paths(*paths: Path) -> Iterator[tuple[Path, ...]]:
 
     Each earlier output is first moved aside; if putting any new one in place fails, those
     already placed are removed and the earlier ones moved back before the error is raised.
+    An operating-system error about a temporary path (disk full while saving, say) is raised as
+    ``OutputError`` naming the output it was for.
     """
     paths = tuple(Path(path) for path in paths)
     temporaries = tuple(_temporary_beside(path) for path in paths)
     try:
         yield temporaries
         _replace_together(temporaries, paths)
+    except OSError as error:
+        output = _output_named_in(error, temporaries, paths)
+        if output is None:
+            raise
+        raise OutputError(f"{output}: cannot write it: {error.strerror or error}") from None
     finally:
         for tmp in temporaries:
             _remove(tmp)
+
+
+def _output_named_in(error: OSError, temporaries, paths) -> Path | None:
+    """The output whose temporary (or anything inside it) ``error`` is about, if any."""
+    for name in (error.filename, error.filename2):
+        for tmp, path in zip(temporaries, paths, strict=True):
+            if name is not None and str(name).startswith(str(tmp)):
+                return path
+    return None
 
 
 def _temporary_beside(path: Path) -> Path:

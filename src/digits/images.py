@@ -132,7 +132,12 @@ def _check_pixel_count(size: tuple[int, int], name: str) -> None:
 
 def _to_grayscale(image: Image.Image) -> np.ndarray:
     if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit scans: keep the top 8 bits' worth
-        return np.clip(np.asarray(image, dtype=np.float64) / 257, 0, 255).round().astype(np.uint8)
+        raw = np.asarray(image, dtype=np.float64)
+        gray = np.clip(raw / 257, 0, 255).round().astype(np.uint8)
+        if "transparency" not in image.info:
+            return gray
+        alpha = np.where(raw == image.info["transparency"], 0, 255).astype(np.uint8)
+        return flatten_alpha(gray, alpha)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")  # palette and tRNS transparency become alpha too
         gray = np.asarray(rgba.convert("L"))

@@ -9,7 +9,7 @@ bytes that are not UTF-8), is escaped as Python writes it in a string: \\, \t, \
 own escaping. An image that cannot be read (missing, unreadable, or not a regular file: a FIFO
 or device is refused without reading it) or holds no digit gets one `error:` line on stderr
 naming it the same way; the others are still classified, and the exit status is 1. Any size,
-polarity, RGB(A), transparency, PNG/JPEG/...: see digits/images.py.
+polarity, RGB(A), transparency, PNG/JPEG/...: see src/digits/images.py.
 """
 
 import argparse

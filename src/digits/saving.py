@@ -10,6 +10,7 @@ import digits.dropout  # noqa: F401  registers PhiloxDropout for loading
 import digits.optimizer  # noqa: F401  registers FusedAdam for loading
 from digits.errors import DigitsError
 from digits.files import rerun_hint
+from digits.mnist import IMAGE_SHAPE, N_CLASSES
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest time a zip entry can hold
 
@@ -36,10 +37,17 @@ def load_model(path: Path) -> keras.Model:
             f"{path}: cannot load the model: not a .keras (zip) file, damaged?; {fix}"
         )
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged zip or config
         reason = f"{type(error).__name__}: {str(error)[:200]}"
         raise ModelError(f"{path}: cannot load the model ({reason}); {fix}") from None
+    takes, gives = tuple(model.input_shape[1:]), model.output_shape[-1]
+    if takes != IMAGE_SHAPE or gives != N_CLASSES:
+        raise ModelError(
+            f"{path}: a model from {takes} pictures to {gives} classes, not a digits model "
+            f"({IMAGE_SHAPE} to {N_CLASSES}); {fix}"
+        )
+    return model
 
 
 def _strip_save_time(path: Path) -> None:

@@ -30,7 +30,7 @@ def run_tool(run: Callable, *args) -> int:
     """
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     quiet_tensorflow()
-    signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run(*args) or 0
     except DigitsError as error:
@@ -40,6 +40,8 @@ def run_tool(run: Callable, *args) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {_what_interrupting_left()}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return EXIT_ERROR
 
 
