@@ -46,3 +46,18 @@ def test_ctrl_c_is_status_130(capsys):
 
     assert run_tool(interrupted) == 130
     assert capsys.readouterr().err.startswith("interrupted")
+
+
+def test_an_unforeseen_exception_is_one_line_too(capsys, monkeypatch):
+    monkeypatch.delenv("DIGITS_DEBUG", raising=False)
+
+    def buggy():
+        raise TypeError("unsupported operand")
+
+    assert run_tool(buggy) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: unexpected TypeError: unsupported operand")
+        and "DIGITS_DEBUG" in err
+    )
+    assert len(err.splitlines()) == 1

@@ -15,7 +15,6 @@ import argparse
 import json
 import reprlib
 import sys
-import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +22,7 @@ import pandas as pd
 from digits.errors import DigitsError
 from digits.files import atomic_paths
 from digits.paths import CONFUSION, project_root
-from digits.stage import describe_os_error
+from digits.stage import describe_os_error, describe_unexpected
 
 ACCURACY = "accuracy"
 CLASS_ACCURACY = "per_class_accuracy."  # prefix of per_class_accuracy.0 ... .9
@@ -345,9 +344,8 @@ def run(args: argparse.Namespace) -> int:
         message = describe_os_error(error) if isinstance(error, OSError) else error
         print(f"error: {message}", file=sys.stderr)
         return EXIT_ERROR
-    except Exception:  # a bug or a library failure: never exit 1, the regression status
-        traceback.print_exc()
-        print("error: the comparison failed unexpectedly (traceback above)", file=sys.stderr)
+    except Exception as error:  # a bug or a library failure: never exit 1, the regression status
+        print(f"error: {describe_unexpected(error)}", file=sys.stderr)
         return EXIT_ERROR
     print(render(report), end="")
     return EXIT_REGRESSED if report["gate"]["regressions"] else EXIT_PASSED

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from digits.errors import DigitsError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+DEBUG_ENV = "DIGITS_DEBUG"
 
 
 def run_stage(main: Callable[[], None]) -> None:
@@ -40,9 +42,22 @@ def run_tool(run: Callable, *args) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: {_what_interrupting_left()}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as error:  # a bug, or a library failing in a way we did not foresee
+        print(f"error: {describe_unexpected(error)}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return EXIT_ERROR
+
+
+def describe_unexpected(error: Exception) -> str:
+    """One line for an exception nobody foresaw; the traceback too with DIGITS_DEBUG=1."""
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exc()
+    first_line = (str(error).strip().splitlines() or [""])[0][:300]
+    return (
+        f"unexpected {type(error).__name__}: {first_line} (a bug: please report it; "
+        f"{DEBUG_ENV}=1 shows the traceback)"
+    )
 
 
 def describe_os_error(error: OSError) -> str:
