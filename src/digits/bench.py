@@ -23,6 +23,7 @@ busy to trust the figures, and the output says so. The last line is one JSON obj
 
 import argparse
 import dataclasses
+import itertools
 import json
 import statistics
 import time
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from digits.data import load_split
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
-from digits.params import AugmentParams, TrainParams, load_params
+from digits.params import AugmentParams, TrainParams, layer_widths, load_params
 from digits.paths import PARAMS, PREPARED, in_project
 
 # The seed project's model, with the speed settings that measure fastest for it: 64 steps per
@@ -146,8 +147,8 @@ def sgemm_gflops(repeats: int = 10) -> float:
 
 def training_flops_per_epoch(params: TrainParams, n_images: int) -> float:
     """About 6 FLOPs per weight per image: 2 forward, 4 backward (input and weight gradients)."""
-    widths = [IMAGE_SHAPE[0] * IMAGE_SHAPE[1], *params.hidden_units, N_CLASSES]
-    multiply_adds = sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    widths = layer_widths(params.hidden_units)
+    multiply_adds = sum(a * b for a, b in itertools.pairwise(widths))
     return 6.0 * multiply_adds * n_images
 
 

@@ -333,10 +333,15 @@ def _check_memory(
     )
 
 
+def layer_widths(hidden_units: tuple[int, ...]) -> list[int]:
+    """The widths of the dense model from input to output: 784, the hidden layers, 10."""
+    return [math.prod(IMAGE_SHAPE), *hidden_units, N_CLASSES]
+
+
 def weight_count(hidden_units: tuple[int, ...]) -> int:
     """The trainable weights (kernels and biases) of the dense model with ``hidden_units``."""
-    widths = [math.prod(IMAGE_SHAPE), *hidden_units, N_CLASSES]
-    return sum((fan_in + 1) * fan_out for fan_in, fan_out in itertools.pairwise(widths))
+    pairs = itertools.pairwise(layer_widths(hidden_units))
+    return sum((fan_in + 1) * fan_out for fan_in, fan_out in pairs)
 
 
 def training_memory_bytes(hidden_units: tuple[int, ...], batch_size: int) -> int:
