@@ -2,6 +2,8 @@
 weights, and training stops cleanly when asked or when it diverges."""
 
 import dataclasses
+import os
+import signal
 
 import keras
 import numpy as np
@@ -78,3 +80,24 @@ def test_a_diverging_loss_stops_training_with_an_error():
     y[5] = 12  # no such class: XLA's sparse cross-entropy makes the loss NaN
     with pytest.raises(TrainingError, match="loss became nan in epoch 1"):
         trained(params, data=((x, y), random_data(32, 2)))
+
+
+class SignalAtBatch(keras.callbacks.Callback):
+    """Sends this process SIGTERM at the end of the second batch; counts epochs that end."""
+
+    epochs_ended = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1 and self.epochs_ended == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_ended += 1
+
+
+def test_a_signal_stops_training_at_a_batch_then_interrupts():
+    sender = SignalAtBatch()
+    params = dataclasses.replace(TINY, epochs=50, steps_per_execution=1)
+    with pytest.raises(KeyboardInterrupt):
+        trained(params, callbacks=(sender,))
+    assert sender.epochs_ended == 1  # the first epoch ends early, no other begins

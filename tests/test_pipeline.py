@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,13 +46,16 @@ def restore(project: Path, env: dict) -> None:
     """Back to the committed good state: git for params, lock, metrics and plot data; DVC for
     data and model."""
     subprocess.run(["git", "checkout", "--", "."], cwd=project, check=True)
-    dvc(project, "checkout", env=env)
+    dvc(project, "checkout", "--force", env=env)
 
 
 @pytest.fixture
-def tiny_project(tiny_pipeline) -> tuple[Path, dict]:
+def tiny_project(tiny_pipeline) -> Iterator[tuple[Path, dict]]:
+    """The shared tiny project, put back as it was after each test, even a failed one."""
     project, mirror = tiny_pipeline
-    return project, venv_env(MNIST_MIRROR=str(mirror))
+    env = venv_env(MNIST_MIRROR=str(mirror))
+    yield project, env
+    restore(project, env)
 
 
 @pytest.mark.integration

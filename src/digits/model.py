@@ -3,7 +3,10 @@ does it. The pieces that make it fast plug into that path: ``PhiloxDropout`` (dr
 compiles well), ``FusedAdam`` (a one-pass Adam update) and ``training_batches`` (one seeded
 batch source)."""
 
+import contextlib
 import math
+import signal
+import threading
 
 import keras
 import numpy as np
@@ -72,14 +75,15 @@ def train_model(
     path is deterministic on CPU. ``tf.config.experimental.enable_op_determinism`` is not used:
     Keras turns XLA off whenever it is on, for the sake of GPUs, where some XLA ops are not.
     """
-    history = model.fit(
-        training_batches(*train, params),
-        epochs=params.epochs,
-        validation_data=validation_batches(*validation, params),
-        shuffle=False,  # training_batches shuffles, seeded
-        callbacks=[*callbacks, keras.callbacks.TerminateOnNaN()],
-        verbose=verbose,
-    )
+    with stop_on_signals() as stopper:
+        history = model.fit(
+            training_batches(*train, params),
+            epochs=params.epochs,
+            validation_data=validation_batches(*validation, params),
+            shuffle=False,  # training_batches shuffles, seeded
+            callbacks=[*callbacks, keras.callbacks.TerminateOnNaN(), stopper],
+            verbose=verbose,
+        )
     losses = history.history.get("loss", [])
     if losses and not math.isfinite(losses[-1]):
         raise TrainingError(
@@ -87,3 +91,38 @@ def train_model(
             "(labels 0-9, pixels 0-1) or lower train.learning_rate"
         )
     return history
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Ends training after the current call into TensorFlow once ``request`` was called."""
+
+    requested = False
+
+    def request(self, signum=None, frame=None) -> None:
+        self.requested = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested:
+            self.model.stop_training = True
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Turn Ctrl-C and SIGTERM during ``fit`` into a clean stop, then ``KeyboardInterrupt``.
+
+    A ``KeyboardInterrupt`` raised at whatever line Keras happens to run can leave TensorFlow's
+    own state half torn down (seen: "free(): invalid next size" and SIGABRT on exit); stopping
+    at a batch boundary and raising only after ``fit`` has returned cannot."""
+    stopper = StopOnSignal()
+    if threading.current_thread() is not threading.main_thread():  # signals reach main only
+        yield stopper
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {number: signal.signal(number, stopper.request) for number in signals}
+    try:
+        yield stopper
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if stopper.requested:
+        raise KeyboardInterrupt
