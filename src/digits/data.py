@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import DigitsError
-from digits.files import atomic_path, rerun_hint
+from digits.files import rerun_hint
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
 from digits.params import validation_count
 
@@ -38,11 +38,11 @@ def split_train_validation(
 
 
 def save_split(directory: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
-    """Write ``x_<split>.npy`` and ``y_<split>.npy`` under ``directory``, each atomically."""
+    """Write ``x_<split>.npy`` and ``y_<split>.npy`` under ``directory`` (the preprocess stage
+    puts the whole directory in place atomically)."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
     for prefix, array in (("x", x), ("y", y)):
-        with atomic_path(Path(directory) / f"{prefix}_{split}.npy") as tmp:
-            with open(tmp, "wb") as stream:
-                np.save(stream, array, allow_pickle=False)
+        np.save(Path(directory) / f"{prefix}_{split}.npy", array, allow_pickle=False)
 
 
 def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
