@@ -5,6 +5,7 @@ dark, and rendered in the styles people's pictures come in; every style must giv
 28x28 array as the clean digit.
 """
 
+import io
 import os
 import struct
 import zlib
@@ -20,7 +21,9 @@ from digits.images import (
     THICK_RATIO,
     THINNED_RATIO,
     ImageError,
+    TooManyPixelsError,
     centre_by_mass,
+    decode_grayscale,
     digit_box,
     dilate,
     fit_to_box,
@@ -409,6 +412,25 @@ def test_a_header_claiming_billions_of_pixels_is_refused(tmp_path):
 
     with pytest.raises(ImageError, match=r"huge\.png: .*decompression bomb"):
         load_grayscale(path)
+
+
+def test_bytes_in_memory_decode_as_the_file_does(tmp_path):
+    path = tmp_path / "seven.png"
+    draw_digit("seven").save(path)
+
+    decoded = decode_grayscale(io.BytesIO(path.read_bytes()), "the body")
+
+    np.testing.assert_array_equal(decoded, load_grayscale(path))
+
+
+def test_a_lower_pixel_limit_is_kept_and_named(tmp_path):
+    data = png_of_zeros(200, 100)
+
+    assert decode_grayscale(io.BytesIO(data), "body", max_pixels=20_000).shape == (100, 200)
+    with pytest.raises(
+        TooManyPixelsError, match=r"body: 200x100 is 20,000 pixels, more than the 19,999"
+    ):
+        decode_grayscale(io.BytesIO(data), "body", max_pixels=19_999)
 
 
 # Pictures that once crashed or misled the pipeline. Every one must give a frame or ImageError.

@@ -1,6 +1,10 @@
 """Training speed: the train stage's code against plain Keras and against the hardware.
 
     digits bench [--epochs 3] [--repeats 3] [--only seed|default]
+    digits bench --serve http://127.0.0.1:8000 [--clients 1 8] [--requests 200]
+
+With ``--serve``, it measures a running `digits serve` instead (src/digits/serve_bench.py):
+requests/s and latency of /api/predict with concurrent clients.
 
 For two configurations, ``seed`` (one hidden Dense 128, batch 32, Adam 1e-3) and ``default``
 (params.yaml's train section), it times in one process (a) plain Keras: the same network and
@@ -64,9 +68,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--repeats", type=positive_int, default=3, help="rounds of both timings")
     parser.add_argument("--only", choices=("seed", "default"), help="one configuration")
+    serving = parser.add_argument_group("serving (digits serve)")
+    serving.add_argument("--serve", metavar="URL", help="load a running `digits serve` instead")
+    serving.add_argument(
+        "--clients", type=positive_int, nargs="+", default=[1, 8], help="default: 1 8"
+    )
+    serving.add_argument(
+        "--requests", type=positive_int, default=200, help="per client count (default: 200)"
+    )
+    serving.add_argument("--picture", type=Path, help="default: a 280x280 drawing of a 7")
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.serve:
+        from digits import serve_bench
+
+        serve_bench.run(args.serve, args.clients, args.requests, args.picture)
+        return
     default = load_params(args.params or in_project(PARAMS)).train
     default = dataclasses.replace(default, epochs=args.epochs, **NETWORK_ONLY)
     configs = {"seed": dataclasses.replace(default, **SEED_MODEL), "default": default}

@@ -4,8 +4,9 @@ MNIST digits are light on dark, fitted into a 20x20 box keeping their aspect rat
 and placed in a 28x28 frame so that their centre of mass is at the centre. The paper is taken out
 against its local brightness first (photos have shadows and light falling off across the page),
 and a digit written with a much finer or much broader pen than MNIST's is redrawn with MNIST's
-stroke width. ``load_grayscale`` is the one image loader (Pillow, I/O); everything after it is a
-function of arrays, and any array gives either a frame or an ``ImageError``.
+stroke width. ``load_grayscale`` is the one image loader (Pillow, I/O; ``decode_grayscale`` for a
+stream, e.g. a request's body); everything after it is a function of arrays, and any array gives
+either a frame or an ``ImageError``.
 """
 
 import math
@@ -43,6 +44,10 @@ class ImageError(DigitsError):
     """An input image cannot be read, is too large, or has no digit in it."""
 
 
+class TooManyPixelsError(ImageError):
+    """An input image has more pixels than is safe to decode."""
+
+
 def load_grayscale(path: Path) -> np.ndarray:
     """Read an image file as uint8 (h, w) grayscale: EXIF orientation applied, transparency
     flattened onto a background that contrasts with the ink (see ``flatten_alpha``).
@@ -50,26 +55,32 @@ def load_grayscale(path: Path) -> np.ndarray:
     Raises ``ImageError`` naming ``path`` (see ``printable_path``) for a missing or unreadable
     file, one that is not a regular file (a FIFO or device would block or never end), a file
     that is not an image in one of ``FORMATS``, a damaged image, or one with more than
-    ``MAX_PIXELS`` pixels.
+    ``MAX_PIXELS`` pixels (``TooManyPixelsError``).
     """
-    name = printable_path(path)
     with _open_regular_file(path) as stream:
-        try:
-            with warnings.catch_warnings():
-                # Pillow only warns between its own limit and twice that; make it an error
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(stream, formats=FORMATS) as image:
-                    _check_pixel_count(image.size, name)  # from the header, before decoding
-                    return _to_grayscale(ImageOps.exif_transpose(image))
-        except UnidentifiedImageError:
-            expected = ", ".join(FORMATS)
-            raise ImageError(f"{name}: not an image (expected one of {expected})") from None
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError(
-                f"{name}: too many pixels to decode safely (decompression bomb?)"
-            ) from None
-        except (OSError, ValueError, SyntaxError, EOFError) as error:  # Pillow's decoders' errors
-            raise ImageError(f"{name}: cannot decode the image ({error})") from None
+        return decode_grayscale(stream, printable_path(path))
+
+
+def decode_grayscale(stream: BinaryIO, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode the picture in binary ``stream`` (a file, or ``io.BytesIO`` of a request's body)
+    as ``load_grayscale`` does; errors name the picture ``name``. A picture of more than
+    ``max_pixels`` pixels raises ``TooManyPixelsError`` before it is decoded."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between its own limit and twice that; make it an error
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(stream, formats=FORMATS) as image:
+                _check_pixel_count(image.size, name, max_pixels)  # from the header
+                return _to_grayscale(ImageOps.exif_transpose(image))
+    except UnidentifiedImageError:
+        expected = ", ".join(FORMATS)
+        raise ImageError(f"{name}: not an image (expected one of {expected})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise TooManyPixelsError(
+            f"{name}: too many pixels to decode safely (decompression bomb?)"
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:  # Pillow's decoders' errors
+        raise ImageError(f"{name}: cannot decode the image ({error})") from None
 
 
 def printable_path(path: Path | str) -> str:
@@ -121,12 +132,12 @@ def _open_regular_file(path: Path) -> BinaryIO:
     return os.fdopen(descriptor, "rb")
 
 
-def _check_pixel_count(size: tuple[int, int], name: str) -> None:
+def _check_pixel_count(size: tuple[int, int], name: str, max_pixels: int) -> None:
     width, height = size
-    if width * height > MAX_PIXELS:
-        raise ImageError(
+    if width * height > max_pixels:
+        raise TooManyPixelsError(
             f"{name}: {width}x{height} is {width * height:,} pixels, more than the "
-            f"{MAX_PIXELS:,} a digit picture needs (decompression bomb?)"
+            f"{max_pixels:,} a digit picture needs (decompression bomb?)"
         )
 
 

@@ -10,6 +10,10 @@ PARAMS = Path("params.yaml")
 PREPARED = Path("data/prepared")  # preprocess --out-dir
 MODEL = Path("data/model.keras")  # train --model
 CONFUSION = Path("plots/confusion.csv")  # evaluate --confusion
+METRICS = Path("metrics/metrics.json")  # evaluate --metrics
+PLOT_IMAGES = Path("plots/images")  # evaluate --images-dir
+LOCK = Path("dvc.lock")
+OWN = Path("data/own")  # the project's own digit pictures, data/own/<label>/ (digits add)
 
 
 def project_root(start: Path | None = None) -> Path:
