@@ -41,7 +41,12 @@ from PIL import Image
 
 from digits.data import scale_pixels
 from digits.errors import DigitsError
-from digits.images import TooManyPixelsError, decode_grayscale, mnist_frame
+from digits.images import (
+    TooManyPixelsError,
+    decode_grayscale,
+    mnist_frame,
+    printable_path,
+)
 from digits.own import file_picture
 from digits.paths import LOCK, METRICS, MODEL, OWN, PLOT_IMAGES, in_project, project_root
 from digits.yamlfile import load_yaml
@@ -256,6 +261,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     ``Site``; every error is JSON and none reaches the client as a traceback."""
 
     site: Site  # set on a subclass by make_server
+    default_request_version = "HTTP/1.0"  # even an unreadable request gets a status line
     timeout = REQUEST_SECONDS  # per read; the deadline in setup() bounds them all together
 
     def version_string(self) -> str:
@@ -359,7 +365,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_request(self, code="-", size="-") -> None:
         if isinstance(code, int) and code >= 400:
-            log.info("%s %s -> %d", self.command, self.path[:200], code)
+            path = getattr(self, "path", "")  # unset when the request line was unreadable
+            log.info("%s %s -> %d", self.command, printable_path(path[:200]), code)
 
 
 def _ms(started: float) -> float:
