@@ -464,3 +464,12 @@ def test_a_port_in_use_is_one_error_line(model_path):
         .splitlines()[-1]
         .startswith(f"error: cannot listen on 127.0.0.1:{port}")
     )
+
+
+def test_a_correction_the_server_cannot_write_is_its_error_not_the_clients(site, tmp_path):
+    (tmp_path / "own").write_text("a file where the directory should be")
+
+    response = site.post("/api/own", "label=7", drawn_seven())
+
+    assert response.status == 500
+    assert "own" in json.loads(response.body)["error"]

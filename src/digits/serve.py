@@ -41,6 +41,7 @@ from PIL import Image
 
 from digits.data import scale_pixels
 from digits.errors import DigitsError
+from digits.files import OutputError
 from digits.images import (
     TooManyPixelsError,
     decode_grayscale,
@@ -170,6 +171,9 @@ class Site:
             return self.api[path](query, body)
         except TooManyPixelsError as error:
             return error_response(413, str(error))
+        except OutputError as error:  # the server cannot write data/own: not the client's fault
+            log.error("%s", error)
+            return error_response(500, str(error))
         except DigitsError as error:  # ImageError: not a picture, no digit; a bad label
             return error_response(400, str(error))
 

@@ -171,6 +171,8 @@ drop.addEventListener("drop", (event) => {
   drop.classList.remove("over");
   usePicture(event.dataTransfer.files[0]);
 });
+// A file dropped beside the canvas would otherwise replace the page with itself.
+for (const type of ["dragover", "drop"]) window.addEventListener(type, (event) => event.preventDefault());
 const chooser = document.getElementById("file");
 chooser.addEventListener("change", () => {
   usePicture(chooser.files[0]);
