@@ -306,12 +306,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         started = time.perf_counter()
         path, _, query = self.path.partition("?")
         allowed = self.site.allowed_methods(path)
+        shown = printable_path(path[:200])  # a request line may hold 64 kB of anything
         if not allowed:
-            response = error_response(404, f"{path}: no such page or API")
+            response = error_response(404, f"{shown}: no such page or API")
         elif self.command not in allowed:
             response = error_response(
                 405,
-                f"{path}: {self.command} is not allowed here, only {', '.join(allowed)}",
+                f"{shown}: {self.command} is not allowed here, only {', '.join(allowed)}",
                 headers=(("Allow", ", ".join(allowed)),),
             )
         elif self.command == "POST":
