@@ -176,6 +176,10 @@ def test_a_drawn_seven_is_read_corrected_and_cleared(browser, page, tmp_path):
     bars = browser.find_elements("css selector", "#bars li")
     assert len(bars) == 10
     assert bars[7].get_attribute("class") == "top"
+    fill, track = (
+        bars[7].find_element("css selector", part).size["width"] for part in (".fill", ".track")
+    )
+    assert fill > track / 2  # the bar shows the probability, not just the number beside it
     frame = browser.find_element("id", "frame").get_attribute("src")
     assert frame.startswith("data:image/png;base64,")
     save_screenshot(browser, "screenshot-draw.png", tmp_path)
