@@ -192,6 +192,7 @@ def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
             *("--params", "params.yaml", "--data-dir", "data/prepared"),
             *("--model", str(out / "data/model.keras")),
             *("--history", str(out / "plots/training.csv")),
+            *("--live-dir", str(out / "dvclive")),
         ]
         log = (tmp_path / f"worker{index}.log").open("w")
         process = subprocess.Popen(
@@ -252,7 +253,7 @@ def test_a_worker_waiting_for_its_peer_stops_on_sigterm(tmp_path):
     params.write_text((PROJECT_ROOT / "params.yaml").read_text())
     process = subprocess.Popen(
         [sys.executable, str(TRAIN_SCRIPT), "--params", str(params), "--data-dir", "absent",
-         "--model", "m.keras", "--history", "h.csv"],
+         "--model", "m.keras", "--history", "h.csv", "--live-dir", "live"],
         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     time.sleep(3)
