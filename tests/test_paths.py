@@ -6,7 +6,7 @@ import shlex
 import yaml
 from conftest import PROJECT_ROOT
 
-from digits.paths import CONFUSION, MODEL, PARAMS, PREPARED, project_root
+from digits.paths import CONFUSION, METRICS, MODEL, PARAMS, PREPARED, project_root
 
 
 def stage_option(stage: str, option: str) -> str:
@@ -19,6 +19,7 @@ def test_default_paths_are_the_stages_paths():
     assert stage_option("preprocess", "--out-dir") == str(PREPARED)
     assert stage_option("train", "--model") == str(MODEL)
     assert stage_option("evaluate", "--confusion") == str(CONFUSION)
+    assert stage_option("evaluate", "--metrics") == str(METRICS)
     assert (PROJECT_ROOT / PARAMS).is_file()
 
 

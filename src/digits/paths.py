@@ -10,6 +10,7 @@ PARAMS = Path("params.yaml")
 PREPARED = Path("data/prepared")  # preprocess --out-dir
 MODEL = Path("data/model.keras")  # train --model
 CONFUSION = Path("plots/confusion.csv")  # evaluate --confusion
+METRICS = Path("metrics/metrics.json")  # evaluate --metrics: the test metrics the gate reads
 
 
 def project_root(start: Path | None = None) -> Path:
