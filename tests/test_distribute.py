@@ -213,6 +213,8 @@ def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
     curves = (tmp_path / "worker0/plots/training.csv").read_text().splitlines()
     assert curves[0].startswith("epoch,accuracy,loss,val_accuracy,val_loss")
     assert len(curves) == 1 + params["train"]["epochs"]
+    live = json.loads((tmp_path / "worker0/dvclive/metrics.json").read_text())
+    assert live["step"] == params["train"]["epochs"] - 1  # the chief's DVCLive log, only
     assert files_under(tmp_path / "worker1") == []
     assert files_under(tmp_path / "tmp1") == []
 
