@@ -1,17 +1,21 @@
 """Stage train: fit the dense network on the training split, validating every epoch.
 
     python stages/train.py --data-dir data/prepared --model data/model.keras \
-        --history plots/training.csv
+        --history plots/training.csv --live-dir dvclive
+
+DVCLive writes --live-dir as training goes, one step an epoch, for `dvc exp show`, the VS Code
+extension and Studio to follow; the model and --history appear only when training has ended.
 
 With TF_CONFIG set, trains as one of several workers (see src/digits/distribute.py).
 """
 
 import logging
 import time
+from pathlib import Path
 
 from digits.data import load_split
 from digits.distribute import join_cluster
-from digits.files import atomic_paths
+from digits.files import atomic_paths, live_path
 from digits.params import load_params
 from digits.stage import progress_on_terminal, run_stage, stage_arguments
 
@@ -19,7 +23,7 @@ log = logging.getLogger("train")
 
 
 def main() -> None:
-    args = stage_arguments(__doc__, "--data-dir", "--model", "--history")
+    args = stage_arguments(__doc__, "--data-dir", "--model", "--history", "--live-dir")
 
     cluster = join_cluster(load_params(args.params).train)  # alone unless TF_CONFIG is set
     params = cluster.params
@@ -45,22 +49,34 @@ def main() -> None:
     with (
         cluster.output(args.model) as model_path,
         cluster.output(args.history) as history_path,
+        cluster.output(args.live_dir) as live_dir,
+        live_path(live_dir),
         atomic_paths(model_path, history_path) as (model_tmp, history_tmp),
     ):
+        callbacks = [keras.callbacks.CSVLogger(str(history_tmp))]
+        if cluster.is_chief:  # one live log however many workers train
+            callbacks.append(live_logger(live_dir))
         started = time.perf_counter()
         train_model(
-            model,
-            train,
-            validation,
-            params,
-            callbacks=[keras.callbacks.CSVLogger(str(history_tmp))],
-            verbose=1 if progress_on_terminal() else 2,
+            model, train, validation, params, callbacks, verbose=1 if progress_on_terminal() else 2
         )
         elapsed = time.perf_counter() - started
         log.info("trained in %.1f s (%.2f s/epoch)", elapsed, elapsed / params.epochs)
         save_model(model, model_tmp)
     if cluster.is_chief:
-        log.info("wrote %s and %s", args.model, args.history)
+        log.info("wrote %s, %s and %s", args.model, args.history, args.live_dir)
+
+
+def live_logger(directory: Path):
+    """DVCLive's Keras callback, logging to ``directory`` only: its summary (last epoch and
+    step) and one TSV per metric, without timestamps. ``dvc.yaml`` stays hand-written, and no
+    experiment is saved or named here (`dvc exp run` does that)."""
+    from dvclive import Live
+    from dvclive.keras import DVCLiveCallback
+
+    logging.getLogger("dvclive").setLevel(logging.WARNING)  # not its "Logging to experiment"
+    live = Live(str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
+    return DVCLiveCallback(live=live)
 
 
 if __name__ == "__main__":

@@ -321,6 +321,9 @@ metrics = {
 }
 Path("metrics").mkdir(exist_ok=True)
 Path("metrics/metrics.json").write_text(json.dumps(metrics, indent=2))
+# a second metrics file, as DVCLive's training log is in the project: not gated, not reported
+Path("dvclive").mkdir(exist_ok=True)
+Path("dvclive/metrics.json").write_text(json.dumps({"eval": {"accuracy": 0.5}, "step": 0}))
 """
 
 
@@ -362,7 +365,10 @@ def repo(tmp_path_factory) -> Path:
         "cmd": f"{shlex.quote(sys.executable)} make_results.py",
         "deps": ["make_results.py"],
         "params": ["evaluate"],
-        "metrics": [{"metrics/metrics.json": {"cache": False}}],
+        "metrics": [
+            {"metrics/metrics.json": {"cache": False}},
+            {"dvclive/metrics.json": {"cache": False}},
+        ],
         "outs": [{"plots/confusion.csv": {"cache": False}}],
     }
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate": stage}}))
@@ -418,6 +424,7 @@ def test_improving_branch_passes_and_reports_params(on_branch, capsys, tmp_path)
     ]
     accuracy = next(row for row in document["metrics"] if row["metric"] == "accuracy")
     assert (accuracy["base"], accuracy["new"]) == (0.95, 0.96)
+    assert not any(row["metric"].startswith(("eval", "step")) for row in document["metrics"])
     assert accuracy["change"] == pytest.approx(0.01)
     assert document["gate"] == {
         "passed": True,

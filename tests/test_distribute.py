@@ -192,6 +192,7 @@ def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
             *("--params", "params.yaml", "--data-dir", "data/prepared"),
             *("--model", str(out / "data/model.keras")),
             *("--history", str(out / "plots/training.csv")),
+            *("--live-dir", str(out / "dvclive")),
         ]
         log = (tmp_path / f"worker{index}.log").open("w")
         process = subprocess.Popen(
@@ -212,6 +213,8 @@ def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
     curves = (tmp_path / "worker0/plots/training.csv").read_text().splitlines()
     assert curves[0].startswith("epoch,accuracy,loss,val_accuracy,val_loss")
     assert len(curves) == 1 + params["train"]["epochs"]
+    live = json.loads((tmp_path / "worker0/dvclive/metrics.json").read_text())
+    assert live["step"] == params["train"]["epochs"] - 1  # the chief's DVCLive log, only
     assert files_under(tmp_path / "worker1") == []
     assert files_under(tmp_path / "tmp1") == []
 
@@ -252,7 +255,7 @@ def test_a_worker_waiting_for_its_peer_stops_on_sigterm(tmp_path):
     params.write_text((PROJECT_ROOT / "params.yaml").read_text())
     process = subprocess.Popen(
         [sys.executable, str(TRAIN_SCRIPT), "--params", str(params), "--data-dir", "absent",
-         "--model", "m.keras", "--history", "h.csv"],
+         "--model", "m.keras", "--history", "h.csv", "--live-dir", "live"],
         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     time.sleep(3)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digits.files import OutputError, atomic_path, atomic_paths
+from digits.files import OutputError, atomic_path, atomic_paths, live_path
 
 
 def test_atomic_path_replaces_the_file_when_the_block_succeeds(tmp_path):
@@ -86,6 +86,55 @@ def test_an_output_under_a_regular_file_is_one_clear_error(tmp_path):
     (tmp_path / "plots").write_text("a file")
     with pytest.raises(OutputError, match="plots is not a directory"):
         with atomic_path(tmp_path / "plots" / "training.csv"):
+            pass
+
+
+def live_log(root, text: str):
+    """A DVCLive-like directory under ``root`` whose files hold ``text``."""
+    live = root / "dvclive"
+    (live / "plots").mkdir(parents=True)
+    (live / "metrics.json").write_text(text)
+    (live / "plots" / "loss.tsv").write_text(text)
+    return live
+
+
+def test_a_live_output_is_written_in_place_and_replaces_the_old_one(tmp_path):
+    live = live_log(tmp_path, "old")
+    with live_path(live) as path:
+        assert path == live and not live.exists()  # the old log is out of sight
+        path.mkdir()
+        (path / "metrics.json").write_text("epoch 1")
+        assert (live / "metrics.json").read_text() == "epoch 1"  # readable while written
+    assert [p.name for p in live.iterdir()] == ["metrics.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["dvclive"]
+
+
+@pytest.mark.parametrize("error", [RuntimeError("diverged"), KeyboardInterrupt()])
+def test_a_failed_run_puts_the_old_live_output_back(tmp_path, error):
+    live = live_log(tmp_path, "old")
+    with pytest.raises(type(error)), live_path(live) as path:
+        path.mkdir()
+        (path / "metrics.json").write_text("half")
+        raise error
+    assert {p.name: p.read_text() for p in live.rglob("*") if p.is_file()} == {
+        "metrics.json": "old",
+        "loss.tsv": "old",
+    }
+    assert [p.name for p in tmp_path.iterdir()] == ["dvclive"]
+
+
+def test_a_write_error_in_a_live_output_names_it(tmp_path):
+    live = tmp_path / "dvclive"
+    with pytest.raises(OutputError, match=r"dvclive: cannot write it: Permission denied"):
+        with live_path(live) as path:
+            raise PermissionError(13, "Permission denied", str(path / "plots" / "loss.tsv"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_live_output_under_a_regular_file_is_one_clear_error(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    with pytest.raises(OutputError, match="out is not a directory"):
+        with live_path(tmp_path / "out" / "dvclive"):
             pass
 
 

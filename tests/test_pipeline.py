@@ -2,6 +2,7 @@
 then the real MNIST from $MNIST_MIRROR (slow)."""
 
 import ast
+import csv
 import json
 import os
 import re
@@ -33,10 +34,11 @@ def set_param(project: Path, section: str, key: str, value) -> None:
 
 
 def outputs(project: Path) -> dict[Path, bytes]:
-    """Every file under data/, metrics/ and plots/ but temporary ones, with its bytes."""
+    """Every file under data/, metrics/, plots/ and dvclive/ but temporary ones, with its
+    bytes."""
     return {
         path: path.read_bytes()
-        for top in ("data", "metrics", "plots")
+        for top in ("data", "metrics", "plots", "dvclive")
         for path in (project / top).rglob("*")
         if path.is_file() and ".tmp" not in path.name
     }
@@ -70,6 +72,7 @@ def test_tiny_pipeline_writes_every_declared_output(tiny_project):
         .startswith("epoch,accuracy,loss,val_accuracy,val_loss")
     )
     assert (project / "plots/confusion.csv").read_text().startswith("actual,predicted\n")
+    assert_live_log_matches_history(project)
     for name in ("confusion_matrix.png", "learning_curves.png", "misclassified.png"):
         assert (project / "plots/images" / name).stat().st_size > 1000
     assert (project / "data/model.keras").is_file()
@@ -81,12 +84,44 @@ def test_tiny_pipeline_writes_every_declared_output(tiny_project):
     ]
 
 
+def assert_live_log_matches_history(project: Path) -> None:
+    """DVCLive's log holds the epochs of plots/training.csv: a TSV per metric (step and value,
+    no timestamp) and the last epoch with its step in dvclive/metrics.json."""
+    history = list(csv.DictReader((project / "plots/training.csv").open()))
+    live = project / "dvclive"
+    for split, prefix in (("train", ""), ("eval", "val_")):
+        for metric in ("loss", "accuracy"):
+            rows = list(
+                csv.reader((live / f"plots/metrics/{split}/{metric}.tsv").open(), "excel-tab")
+            )
+            assert rows[0] == ["step", metric]
+            assert [int(step) for step, _ in rows[1:]] == list(range(len(history)))
+            logged = [float(value) for _, value in rows[1:]]
+            assert logged == pytest.approx([float(row[prefix + metric]) for row in history])
+    summary = json.loads((live / "metrics.json").read_text())
+    assert summary["step"] == len(history) - 1
+    assert summary["eval"]["accuracy"] == pytest.approx(float(history[-1]["val_accuracy"]))
+
+
 @pytest.mark.integration
 def test_second_repro_runs_nothing(tiny_project):
     project, env = tiny_project
     result = dvc(project, "repro", env=env)
     assert stages_run(result.stdout) == []
     assert dvc(project, "status", "--json", env=env).stdout.strip() == "{}"
+
+
+@pytest.mark.integration
+def test_plots_show_renders_both_confusion_matrices_and_the_live_curves(tiny_project):
+    project, env = tiny_project
+    shown = json.loads(dvc(project, "plots", "show", "--json", env=env).stdout)["data"]
+    normalized = json.dumps(shown["confusion_normalized"][0]["content"])
+    assert "percent_of_y" in normalized  # DVC's confusion_normalized template
+    assert '"field": "actual"' in normalized  # a row per actual digit: rows sum to 1
+    for name in ("loss", "accuracy"):
+        values = shown[name][0]["content"]["data"]["values"]
+        assert {value["filename"] for value in values} == {f"train/{name}.tsv", f"eval/{name}.tsv"}
+    assert "dvclive/plots/metrics/eval/loss.tsv" in shown
 
 
 @pytest.mark.integration
@@ -182,7 +217,7 @@ def test_real_pipeline_reproduces_committed_results(tmp_path):
     project = copy_project(tmp_path / "project")
     committed = {
         path: path.read_bytes()
-        for top in ("metrics", "plots")
+        for top in ("metrics", "plots", "dvclive")
         for path in (project / top).rglob("*")
         if path.is_file()
     }

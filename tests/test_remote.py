@@ -11,9 +11,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 from conftest import (
+    GIT,
     commit_all,
     dvc,
+    md5_hex,
     stages_run,
     venv_env,
 )
@@ -122,3 +125,27 @@ def test_s3_remote_round_trip(tiny_project, s3_endpoint, tmp_path):
     listed = s3_client(s3_endpoint, env).list_objects_v2(Bucket=BUCKET, Prefix="digits/")
     assert listed["KeyCount"] > 0, "dvc push wrote nothing to the bucket"
     assert_pull_restores(project, clone, env)
+
+
+def test_the_model_is_fetched_by_name_from_a_directory_remote(tiny_project, tmp_path):
+    """The model registry: a clone that shares the tiny project's cache pushes the model to a
+    directory remote and tags a version; `dvc artifacts get` of the name, from a third
+    directory, downloads exactly the model dvc.lock records."""
+    project, env = tiny_project
+    env = dict(env, DVC_STUDIO_OFFLINE="1")  # this repository's registry only, never Studio
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    dvc(clone, "cache", "dir", "--local", str(project / ".dvc" / "cache"), env=env)
+    dvc(clone, "remote", "add", "-d", "models", str(tmp_path / "dvc-storage"), env=env)
+    commit_all(clone, "model storage")
+    dvc(clone, "push", "data/model.keras", env=env)
+    tag = ["tag", "-a", "digits-classifier@v1.0.0", "-m", "the tiny model"]
+    subprocess.run([*GIT, *tag], cwd=clone, check=True)
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    dvc(elsewhere, "artifacts", "get", str(clone), "digits-classifier", env=env)
+    outs = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["train"]["outs"]
+    locked = next(out["md5"] for out in outs if out["path"] == "data/model.keras")
+    assert md5_hex((elsewhere / "model.keras").read_bytes()) == locked
+    assert md5_hex((project / "data/model.keras").read_bytes()) == locked

@@ -142,6 +142,18 @@ def test_evaluate_replaces_all_its_outputs_or_none(work):
     assert snapshot(workdir / "metrics") | snapshot(workdir / "plots") == before
 
 
+def test_a_live_log_that_cannot_be_written_is_one_error_line(work):
+    workdir, _, env = work
+    before = snapshot(workdir)
+    (workdir / "not-a-directory").write_text("a file")
+    argv = [arg if arg != "dvclive" else "not-a-directory/dvclive" for arg in stage_argv("train")]
+    result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True)
+    assert_fails_naming(result, "not-a-directory/dvclive", "not-a-directory is not a directory")
+    assert "Traceback" not in result.stderr
+    (workdir / "not-a-directory").unlink()
+    assert snapshot(workdir) == before
+
+
 def test_bad_params_stop_before_any_data_is_read(work):
     workdir, _, env = work
     shutil.rmtree(workdir / "data")  # a stage that read data first would report missing files
@@ -195,10 +207,20 @@ def test_interrupted_training_leaves_earlier_outputs_intact(work, sig):
         assert status == 130 and "interrupted" in rest
     after = snapshot(workdir)
     after.pop("params.yaml"), before.pop("params.yaml")
-    leftovers = [name for name in after if Path(name).name.startswith(".")]
-    assert {k: v for k, v in after.items() if k not in leftovers} == before
+    leftovers = {k: v for k, v in after.items() if any(p.startswith(".") for p in Path(k).parts)}
+    kept = {k: v for k, v in after.items() if k not in leftovers}
     if sig != signal.SIGKILL:
-        assert leftovers == []  # a clean interrupt removes its temporary files
+        assert kept == before
+        assert leftovers == {}  # a clean interrupt removes its temporary files
+        return
+    # Killed: only DVCLive's log, written as training goes, is partly new; the previous one
+    # waits beside it, whole.
+    assert {k: v for k, v in kept.items() if not k.startswith("dvclive/")} == {
+        k: v for k, v in before.items() if not k.startswith("dvclive/")
+    }
+    assert sorted(k.split("/", 1)[1] for k in leftovers if k.startswith(".dvclive.")) == sorted(
+        k.split("/", 1)[1] for k in before if k.startswith("dvclive/")
+    )
 
 
 def test_download_killed_midway_leaves_no_file(work, tmp_path):

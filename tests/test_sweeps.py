@@ -14,7 +14,8 @@ SWEEP_TIMEOUT_S = 600
 
 
 def experiments(project: Path, env: dict) -> dict[str, dict]:
-    """Name -> {"state", "epochs", "accuracy"} of every experiment `dvc exp show` lists."""
+    """Name -> {"state", "epochs", "accuracy", "last_step"} of every experiment `dvc exp show`
+    lists; the last step is DVCLive's, one an epoch from 0."""
     shown = json.loads(dvc(project, "exp", "show", "--json", env=env).stdout)
     found = {}
     for baseline in shown:
@@ -23,11 +24,14 @@ def experiments(project: Path, env: dict) -> dict[str, dict]:
             for rev in experiment["revs"]:
                 data = rev.get("data") or {}
                 params = data.get("params", {}).get("params.yaml", {}).get("data", {})
-                metrics = data.get("metrics", {}).get("metrics/metrics.json", {}).get("data", {})
+                metrics = data.get("metrics", {})
+                test = metrics.get("metrics/metrics.json", {}).get("data", {})
+                live = metrics.get("dvclive/metrics.json", {}).get("data", {})
                 found[rev.get("name") or rev["rev"]] = {
                     "state": state,
                     "epochs": params.get("train", {}).get("epochs"),
-                    "accuracy": metrics.get("accuracy"),
+                    "accuracy": test.get("accuracy"),
+                    "last_step": live.get("step"),
                 }
     return found
 
@@ -52,6 +56,7 @@ def test_queued_two_point_sweep_runs_and_is_listed(tiny_pipeline):
     accuracy = {e["epochs"]: e["accuracy"] for e in found.values()}
     assert accuracy[3] > 0.5 and accuracy[3] != accuracy[1]  # each trained its own model
     assert baseline != accuracy[1]
+    assert {e["epochs"]: e["last_step"] for e in found.values()} == {1: 0, 3: 2}
     table = dvc(project, "exp", "show", "--md", env=env).stdout
     assert table.count("Success") == 2
     dvc(project, "exp", "remove", "--all-commits", env=env)

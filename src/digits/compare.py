@@ -21,7 +21,7 @@ import pandas as pd
 
 from digits.errors import DigitsError
 from digits.files import atomic_paths
-from digits.paths import CONFUSION, project_root
+from digits.paths import CONFUSION, METRICS, project_root
 from digits.stage import describe_os_error, describe_unexpected
 
 ACCURACY = "accuracy"
@@ -245,7 +245,8 @@ def dvc_diffs(root: Path, base: str) -> tuple[str, dict, dict]:
                     "results in the working tree are stale (params, code or outputs differ from "
                     "dvc.lock); run `dvc repro` first. Stale stages: " + "; ".join(stale)
                 )
-            metrics = repo.metrics.diff(a_rev=commit, all=True)
+            # the test metrics only: not DVCLive's last-epoch training metrics
+            metrics = repo.metrics.diff(a_rev=commit, all=True, targets=[str(root / METRICS)])
             return commit, metrics, repo.params.diff(a_rev=commit).get("diff", {})
     except (DvcException, SCMError) as error:
         raise CompareError(f"DVC: {error}") from None

@@ -48,6 +48,35 @@ def atomic_paths(*paths: Path) -> Iterator[tuple[Path, ...]]:
             _remove(tmp)
 
 
+@contextlib.contextmanager
+def live_path(path: Path) -> Iterator[Path]:
+    """Yield ``path`` itself, for an output that must be read while it is written (the training
+    log that `dvc exp show` and VS Code follow epoch by epoch), so it cannot wait for a rename.
+
+    Its previous content is moved aside first; if the block fails (or Ctrl-C), what it wrote is
+    removed and the previous content put back, so a failed run leaves it as old as the outputs
+    of ``atomic_paths``. Only a killed process (SIGKILL) leaves it partly written. An
+    operating-system error about ``path`` is raised as ``OutputError`` naming it.
+    """
+    path = Path(path)
+    backup = _temporary_beside(path)  # a free name, and the parent is a directory
+    if path.exists() or path.is_symlink():
+        try:
+            os.replace(path, backup)
+        except OSError as error:
+            raise OutputError(f"{path}: cannot replace it: {error.strerror or error}") from None
+    try:
+        yield path
+    except BaseException as error:
+        _remove(path)
+        if backup.exists() or backup.is_symlink():
+            os.replace(backup, path)
+        if isinstance(error, OSError) and _output_named_in(error, (path,), (path,)):
+            raise OutputError(f"{path}: cannot write it: {error.strerror or error}") from None
+        raise
+    _remove(backup)
+
+
 def _output_named_in(error: OSError, temporaries, paths) -> Path | None:
     """The output whose temporary (or anything inside it) ``error`` is about, if any."""
     for name in (error.filename, error.filename2):

@@ -72,7 +72,8 @@ def _what_interrupting_left() -> str:
         return "no output was replaced"
     return (
         "this stage replaced none of its outputs, but `dvc repro` removed them before it ran: "
-        "`dvc checkout --force` and `git checkout -- metrics plots` bring back the last run's"
+        "`dvc checkout --force` and `git checkout -- metrics plots dvclive` bring back the last "
+        "run's"
     )
 
 
