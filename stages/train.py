@@ -1,7 +1,7 @@
 """Stage train: fit the dense network on the training split, validating every epoch.
 
-    python stages/train.py --data-dir data/prepared --model data/model.keras \
-        --history plots/training.csv
+    python stages/train.py --data-dir data/prepared --own-dir data/own_prepared \
+        --model data/model.keras --history plots/training.csv
 
 With TF_CONFIG set, trains as one of several workers (see src/digits/distribute.py).
 """
@@ -9,7 +9,7 @@ With TF_CONFIG set, trains as one of several workers (see src/digits/distribute.
 import logging
 import time
 
-from digits.data import load_split
+from digits.data import load_split, mix_in
 from digits.distribute import join_cluster
 from digits.files import atomic_paths
 from digits.params import load_params
@@ -19,11 +19,12 @@ log = logging.getLogger("train")
 
 
 def main() -> None:
-    args = stage_arguments(__doc__, "--data-dir", "--model", "--history")
+    args = stage_arguments(__doc__, "--data-dir", "--own-dir", "--model", "--history")
 
     cluster = join_cluster(load_params(args.params).train)  # alone unless TF_CONFIG is set
     params = cluster.params
-    train = load_split(args.data_dir, "train")
+    own_train = load_split(args.own_dir, "train", stage="own", may_be_empty=True)
+    train = mix_in(load_split(args.data_dir, "train"), own_train, params.own_copies)
     validation = load_split(args.data_dir, "validation")
 
     import keras
@@ -35,10 +36,12 @@ def main() -> None:
     with cluster.scope():
         model = build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
     log.info(
-        "model %s: %d parameters; %d training, %d validation images",
+        "model %s: %d parameters; %d training (%d own x %d), %d validation images",
         "-".join(map(str, params.hidden_units)),
         model.count_params(),
         len(train[0]),
+        len(own_train[0]),
+        params.own_copies,
         len(validation[0]),
     )
 

@@ -70,6 +70,7 @@ TINY = TrainParams(
     steps_per_execution=2,
     jit_compile=False,
     augment=NO_AUGMENT,
+    own_copies=0,
 )
 # Every option on at once: XLA, warm-up, AdamW, max-norm, one-hot labels, augmentation.
 ALL_OPTIONS = dataclasses.replace(

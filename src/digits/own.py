@@ -1,0 +1,152 @@
+"""File a picture of one of your own digits under its true label, for the next training run.
+
+    digits add IMAGE... --label 7 [--own-dir data/own]
+
+Copies each IMAGE into data/own/7/ under a name made from a hash of its bytes (the same
+picture filed twice is one file), after checking that it is a picture with a digit in it. Then
+`dvc add data/own && dvc repro` trains with it: see README "Your own digits". The own stage
+(stages/own.py) reads data/own/<label>/ back, each picture normalised as `digits predict` sees
+it, and splits it into own-train and own-test by a hash of its bytes.
+"""
+
+import argparse
+import hashlib
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from digits.errors import DigitsError
+from digits.files import atomic_path
+from digits.images import ImageError, image_suffix, picture_frame, printable_path
+from digits.mnist import IMAGE_SHAPE, N_CLASSES
+from digits.params import OwnParams
+from digits.paths import OWN, in_project
+
+log = logging.getLogger("own")
+
+NAME_HASH_CHARS = 20  # hex digits of SHA-256 in a filed picture's name: 80 bits, no collisions
+SPLITS = ("train", "test")
+
+
+class OwnPictureError(DigitsError):
+    """A picture under data/own cannot be used: not a picture, no digit, or not in a label
+    folder."""
+
+
+def file_picture(data: bytes, label: int, own_dir: Path) -> Path:
+    """Store picture bytes ``data`` as ``own_dir/<label>/<hash><suffix>`` and return that path.
+
+    The name is the first ``NAME_HASH_CHARS`` hex digits of the bytes' SHA-256 and the usual
+    suffix of their format, so filing the same picture again changes nothing. Raises
+    ``OwnPictureError`` for a label that is not a digit 0-9 or a picture already filed under
+    another label, and ``ImageError`` for bytes that are not a picture with a digit in it. The
+    file appears whole or not at all.
+    """
+    if type(label) is not int or not 0 <= label < N_CLASSES:
+        raise OwnPictureError(f"label {label!r}: expected a digit 0-{N_CLASSES - 1}")
+    name = hashlib.sha256(data).hexdigest()[:NAME_HASH_CHARS] + image_suffix(data, "the picture")
+    target = Path(own_dir) / str(label) / name
+    for other in range(N_CLASSES):
+        filed = Path(own_dir) / str(other) / name
+        if other != label and filed.is_file():
+            raise OwnPictureError(
+                f"{printable_path(filed)}: this picture is already filed as a {other}; "
+                f"remove that file first to file it as a {label}"
+            )
+    if target.is_file():
+        return target
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+        try:
+            picture_frame(tmp)  # a picture without a digit in it is refused, not filed
+        except ImageError as error:  # named as the caller knows it, not by the temporary file
+            raise ImageError(str(error).replace(printable_path(tmp), "the picture")) from None
+    return target
+
+
+def split_of(data: bytes, test_fraction: float, seed: int) -> str:
+    """The side, "train" or "test", of picture bytes ``data``: "test" with chance
+    ``test_fraction``, decided by a hash of ``seed`` and the bytes alone, so that a picture stays on its side
+    whatever other pictures are added or removed."""
+    digest = hashlib.sha256(seed.to_bytes(8, "big") + data).digest()
+    draw = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
+    return "test" if draw < test_fraction else "train"
+
+
+def picture_label(path: Path, own_dir: Path) -> int:
+    """The label of picture ``path`` under ``own_dir``: the name of its folder, one of 0-9
+    directly under ``own_dir``; ``OwnPictureError`` naming ``path`` otherwise."""
+    parts = path.relative_to(own_dir).parts
+    where = f"expected {printable_path(own_dir)}/<label>/<picture>, label 0-{N_CLASSES - 1}"
+    if len(parts) != 2:
+        raise OwnPictureError(f"{printable_path(path)}: not in a label folder ({where})")
+    if parts[0] not in {str(digit) for digit in range(N_CLASSES)}:
+        raise OwnPictureError(
+            f"{printable_path(path)}: folder {parts[0]!r} is not a label ({where})"
+        )
+    return int(parts[0])
+
+
+def picture_paths(own_dir: Path) -> list[Path]:
+    """Every file under ``own_dir``, in a fixed order; hidden ones (``.DS_Store``, editors'
+    swap files) are not pictures and are left out."""
+    return sorted(
+        path
+        for path in Path(own_dir).rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.parts[-2:])
+    )
+
+
+def read_own_pictures(
+    own_dir: Path, params: OwnParams
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The pictures under ``own_dir``/<label>/ as {"train": (x, y), "test": (x, y)}: x uint8
+    (n, 28, 28) as ``picture_frame`` makes them, y uint8 (n,), in file order.
+
+    A bad picture (no digit, unreadable, not in a label folder) raises ``OwnPictureError``
+    naming it when ``params.bad_pictures`` is "stop"; with "skip" it is logged as a warning
+    line and left out.
+    """
+    frames: dict[str, list] = {split: [] for split in SPLITS}
+    labels: dict[str, list] = {split: [] for split in SPLITS}
+    for path in picture_paths(own_dir):
+        try:
+            label = picture_label(path, own_dir)
+            frame = picture_frame(path)
+        except (OwnPictureError, ImageError) as error:
+            if params.bad_pictures == "stop":
+                raise OwnPictureError(
+                    f"{error}; fix or remove it, or set own.bad_pictures: skip"
+                ) from None
+            log.warning("warning: %s; skipped", error)
+            continue
+        split = split_of(path.read_bytes(), params.test_fraction, params.seed)
+        frames[split].append(frame)
+        labels[split].append(label)
+    return {
+        split: (
+            np.array(frames[split], dtype=np.uint8).reshape(-1, *IMAGE_SHAPE),
+            np.array(labels[split], dtype=np.uint8),
+        )
+        for split in SPLITS
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    parser.add_argument(
+        "--label", type=int, required=True, help="the digit the pictures show, 0-9"
+    )
+    parser.add_argument(
+        "--own-dir", type=Path, help=f"where own pictures are kept (default: {OWN} in the project)"
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    own_dir = args.own_dir or in_project(OWN)
+    for image in args.images:
+        picture_frame(image)  # names IMAGE if it is not a readable picture with a digit
+        filed = file_picture(image.read_bytes(), args.label, own_dir)
+        print(f"{printable_path(image)}\t{printable_path(filed)}")
+    log.info("next: dvc add %s && dvc repro", printable_path(own_dir))
