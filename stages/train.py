@@ -9,7 +9,7 @@ With TF_CONFIG set, trains as one of several workers (see src/digits/distribute.
 import logging
 import time
 
-from digits.data import load_split, mix_in
+from digits.data import load_split, mix_in, own_copies
 from digits.distribute import join_cluster
 from digits.files import atomic_paths
 from digits.params import load_params
@@ -24,7 +24,9 @@ def main() -> None:
     cluster = join_cluster(load_params(args.params).train)  # alone unless TF_CONFIG is set
     params = cluster.params
     own_train = load_split(args.own_dir, "train", stage="own", may_be_empty=True)
-    train = mix_in(load_split(args.data_dir, "train"), own_train, params.own_copies)
+    mnist_train = load_split(args.data_dir, "train")
+    copies = own_copies(len(mnist_train[0]), len(own_train[0]), params.own_share)
+    train = mix_in(mnist_train, own_train, copies)
     validation = load_split(args.data_dir, "validation")
 
     import keras
@@ -41,7 +43,7 @@ def main() -> None:
         model.count_params(),
         len(train[0]),
         len(own_train[0]),
-        params.own_copies,
+        copies,
         len(validation[0]),
     )
 

@@ -70,7 +70,7 @@ TINY = TrainParams(
     steps_per_execution=2,
     jit_compile=False,
     augment=NO_AUGMENT,
-    own_copies=0,
+    own_share=0.0,
 )
 # Every option on at once: XLA, warm-up, AdamW, max-norm, one-hot labels, augmentation.
 ALL_OPTIONS = dataclasses.replace(
@@ -104,7 +104,11 @@ def trained(params: TrainParams, callbacks: tuple = (), data=None) -> tuple:
     return model, history.history
 
 
-STAGES = ("download", "preprocess", "train", "evaluate")
+STAGES = ("download", "preprocess", "own", "train", "evaluate")
+# The own stage looks for data/own on every run (dvc.yaml: always_changed), so a `dvc repro`
+# with nothing to do still runs it and `dvc status` still lists it; nothing downstream reruns.
+ALWAYS_RUN = ["own"]
+NOTHING_CHANGED = {"own": ["always changed"]}  # `dvc status --json` when all is up to date
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
 
 

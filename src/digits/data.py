@@ -63,6 +63,15 @@ def load_split(
     return x, y
 
 
+def own_copies(n_train: int, n_own: int, share: float) -> int:
+    """How many copies of ``n_own`` own pictures make about ``share`` x ``n_train``: at least
+    one when ``share`` > 0, none when it is 0 or there are no own pictures. A share rather
+    than a count, so that a handful of pictures gets heard and thousands do not drown MNIST."""
+    if share == 0 or n_own == 0:
+        return 0
+    return max(1, round(share * n_train / n_own))
+
+
 def mix_in(
     train: tuple[np.ndarray, np.ndarray], extra: tuple[np.ndarray, np.ndarray], copies: int
 ) -> tuple[np.ndarray, np.ndarray]:

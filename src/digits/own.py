@@ -67,8 +67,8 @@ def file_picture(data: bytes, label: int, own_dir: Path) -> Path:
 
 def split_of(data: bytes, test_fraction: float, seed: int) -> str:
     """The side, "train" or "test", of picture bytes ``data``: "test" with chance
-    ``test_fraction``, decided by a hash of ``seed`` and the bytes alone, so that a picture stays on its side
-    whatever other pictures are added or removed."""
+    ``test_fraction``, decided by a hash of ``seed`` and the bytes alone, so that a picture
+    stays on its side whatever other pictures are added or removed."""
     digest = hashlib.sha256(seed.to_bytes(8, "big") + data).digest()
     draw = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
     return "test" if draw < test_fraction else "train"

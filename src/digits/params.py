@@ -27,7 +27,6 @@ from digits.yamlfile import load_yaml, show
 MNIST_FILES = ("train_images", "train_labels", "test_images", "test_labels")
 LR_SCHEDULES = ("constant", "cosine")
 BAD_PICTURES = ("stop", "skip")  # what the own stage does with a picture it cannot use
-MAX_OWN_COPIES = 1000
 
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed refuses more (it seeds NumPy's legacy RNG)
 MAX_EPOCHS = 10_000  # long dropout runs take thousands; 10,000 is ~8 h at 3 s an epoch
@@ -101,7 +100,7 @@ class TrainParams:
     steps_per_execution: int
     jit_compile: bool
     augment: AugmentParams
-    own_copies: int  # times each own-train picture is in an epoch's training set; 0 = not used
+    own_share: float  # own-train copies per epoch, as a fraction of MNIST's training images
 
 
 @dataclass(frozen=True)
@@ -329,12 +328,7 @@ def _parse_train(section: "_Section", memory_bytes: int) -> TrainParams:
         ),
         jit_compile=section.get("jit_compile", bool),
         augment=_parse_augment(section.section("augment")),
-        own_copies=section.get(
-            "own_copies",
-            int,
-            check=lambda v: 0 <= v <= MAX_OWN_COPIES,
-            expected=f"0 to {MAX_OWN_COPIES}",
-        ),
+        own_share=section.get("own_share", float, check=lambda v: 0 <= v <= 1, expected="0 to 1"),
     )
 
 
