@@ -20,7 +20,14 @@ from digits.data import load_split, mix_in, own_copies, save_split
 from digits.errors import DigitsError
 from digits.evaluation import MIN_PER_CLASS, metrics_on_own_test
 from digits.images import ImageError, picture_frame
-from digits.own import NAME_HASH_CHARS, OwnPictureError, file_picture, read_own_pictures, split_of
+from digits.own import (
+    NAME_HASH_CHARS,
+    OwnPictureError,
+    file_picture,
+    read_own_pictures,
+    read_tracked_pictures,
+    split_of,
+)
 from digits.params import OwnParams
 
 STOP = OwnParams(test_fraction=0.3, seed=42, bad_pictures="stop")
@@ -228,6 +235,28 @@ def test_hidden_files_are_not_pictures(tmp_path):
     (own / "4" / ".mine.png.swp").write_bytes(b"swap")
     splits = read_own_pictures(own, STOP)
     assert len(splits["train"][0]) + len(splits["test"][0]) == 10
+
+
+def test_only_pictures_dvc_tracks_are_used(tmp_path, caplog):
+    own = tmp_path / "own"
+    with caplog.at_level(logging.WARNING, logger="own"):
+        nothing = read_tracked_pictures(own, STOP)  # no data/own at all: silently none
+        assert caplog.records == []
+        own_pictures(own, per_class=1)
+        untracked = read_tracked_pictures(own, STOP)
+    for splits in (nothing, untracked):
+        assert [len(splits[split][0]) for split in ("train", "test")] == [0, 0]
+        assert splits["train"][0].shape == (0, 28, 28) and splits["train"][1].dtype == np.uint8
+    assert [r.getMessage() for r in caplog.records] == [
+        f"warning: {own} is not tracked by DVC (no {own}.dvc): its pictures are not used; "
+        f"`dvc add {own}` to train with them"
+    ]
+    (tmp_path / "own.dvc").write_text("outs:\n- path: own\n")
+    tracked = read_tracked_pictures(own, STOP)
+    assert len(tracked["train"][0]) + len(tracked["test"][0]) == 10
+    shutil.rmtree(own)
+    with pytest.raises(OwnPictureError, match=f"{own}: missing, though {own}.dvc tracks it"):
+        read_tracked_pictures(own, STOP)
 
 
 def test_own_train_is_mixed_in_as_many_times_as_asked():

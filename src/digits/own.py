@@ -133,6 +133,34 @@ def read_own_pictures(
     }
 
 
+def read_tracked_pictures(
+    own_dir: Path, params: OwnParams
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``read_own_pictures``, when DVC tracks ``own_dir`` (``dvc add`` wrote ``<own_dir>.dvc``
+    beside it), so that every model is trained on pictures a commit can bring back. Otherwise
+    no pictures (arrays of length 0), with a warning line if ``own_dir`` holds some; and
+    ``OwnPictureError`` if the ``.dvc`` file is there but the pictures are not (not pulled)."""
+    own_dir = Path(own_dir)
+    tracking_file = own_dir.with_name(own_dir.name + ".dvc")
+    name, tracker = printable_path(own_dir), printable_path(tracking_file)
+    if tracking_file.is_file() and not own_dir.is_dir():
+        raise OwnPictureError(
+            f"{name}: missing, though {tracker} tracks it: `dvc pull {name}` or `dvc checkout`"
+        )
+    if tracking_file.is_file():
+        return read_own_pictures(own_dir, params)
+    if own_dir.exists():
+        log.warning(
+            "warning: %s is not tracked by DVC (no %s): its pictures are not used; "
+            "`dvc add %s` to train with them",
+            name,
+            tracker,
+            name,
+        )
+    empty = (np.zeros((0, *IMAGE_SHAPE), np.uint8), np.zeros(0, np.uint8))
+    return dict.fromkeys(SPLITS, empty)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     parser.add_argument(
