@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from conftest import ALWAYS_RUN, GIT, commit_all, dvc, stages_run, venv_env
 from PIL import Image, ImageDraw
 
@@ -228,11 +229,21 @@ def test_with_skip_each_bad_picture_is_one_warning_line_and_left_out(tmp_path, c
         assert any(w.startswith(f"warning: {path}: ") and problem in w for w in warnings)
 
 
+def test_a_picture_deeper_in_a_label_folder_has_that_label(tmp_path):
+    own = tmp_path / "own"
+    (own / "7" / "phone").mkdir(parents=True)
+    (own / "7" / "phone" / "a.png").write_bytes(drawn_digit(7))
+    splits = read_own_pictures(own, STOP)
+    assert np.concatenate([splits["train"][1], splits["test"][1]]).tolist() == [7]
+
+
 def test_hidden_files_are_not_pictures(tmp_path):
     own = tmp_path / "own"
     own_pictures(own, per_class=1)
     (own / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (own / "4" / ".mine.png.swp").write_bytes(b"swap")
+    (own / "5" / ".thumbnails").mkdir()
+    (own / "5" / ".thumbnails" / "x.png").write_bytes(b"thumb")
     splits = read_own_pictures(own, STOP)
     assert len(splits["train"][0]) + len(splits["test"][0]) == 10
 
@@ -334,7 +345,9 @@ def tiny_project(tiny_pipeline):
     git(project, "checkout", "-q", "-f", branch)
     git(project, "reset", "-q", "--hard", head)
     shutil.rmtree(project / "data/own", ignore_errors=True)
+    (project / "data/own.dvc").unlink(missing_ok=True)  # left untracked by a failed test
     dvc(project, "checkout", "--force", env=env)
+    assert git(project, "status", "--porcelain") == ""
 
 
 def git(project: Path, *args: str) -> str:
@@ -380,14 +393,31 @@ def test_added_pictures_are_trained_on_measured_diffed_and_undone(tiny_project):
 
 
 @pytest.mark.integration
-def test_a_bad_picture_fails_repro_naming_it_and_changes_nothing(tiny_project):
+def test_bad_pictures_are_named_skipped_or_stop_repro_changing_nothing(tiny_project):
     project, env = tiny_project
-    before = tracked_outputs(project)
     own_pictures(project / "data/own", per_class=1)
     (project / "data/own/3/scan.png").write_bytes(b"not really a png")
+    (project / "data/own/seven").mkdir()
+    (project / "data/own/seven/a.png").write_bytes(drawn_digit(7))
     dvc(project, "add", "data/own", env=env)
+    assert yaml.safe_load((project / "params.yaml").read_text())["own"]["bad_pictures"] == "skip"
+    result = dvc(project, "repro", env=env)
+    assert "warning: data/own/3/scan.png: not an image" in result.stderr
+    assert "warning: data/own/seven/a.png: folder 'seven' is not a label" in result.stderr
+    metrics = json.loads((project / "metrics/metrics.json").read_text())
+    good = [p for p in files_under(project / "data/own") if p.parent.name.isdigit()]
+    good.remove(project / "data/own/3/scan.png")
+    assert len(good) == 10
+    in_test = sum(split_of(p.read_bytes(), 0.3, 42) == "test" for p in good)
+    assert metrics["own_test"]["count"] == in_test
+    commit_all(project, "pictures, two of them bad")
+
+    before = tracked_outputs(project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["own"]["bad_pictures"] = "stop"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = dvc(project, "repro", env=env, check=False)
     assert result.returncode != 0
-    assert "error: data/own/3/scan.png: not an image" in result.stderr + result.stdout
-    dvc(project, "checkout", "--force", env=env)
+    assert "error: data/own/3/scan.png: not an image" in result.stderr
+    dvc(project, "checkout", "--force", env=env)  # as README says after a failed repro
     assert tracked_outputs(project) == before

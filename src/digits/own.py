@@ -75,11 +75,12 @@ def split_of(data: bytes, test_fraction: float, seed: int) -> str:
 
 
 def picture_label(path: Path, own_dir: Path) -> int:
-    """The label of picture ``path`` under ``own_dir``: the name of its folder, one of 0-9
-    directly under ``own_dir``; ``OwnPictureError`` naming ``path`` otherwise."""
+    """The label of picture ``path`` under ``own_dir``: the name of the folder directly under
+    ``own_dir`` that holds it (at any depth: ``7/phone/a.jpg`` is a 7), one of 0-9;
+    ``OwnPictureError`` naming ``path`` otherwise."""
     parts = path.relative_to(own_dir).parts
     where = f"expected {printable_path(own_dir)}/<label>/<picture>, label 0-{N_CLASSES - 1}"
-    if len(parts) != 2:
+    if len(parts) < 2:
         raise OwnPictureError(f"{printable_path(path)}: not in a label folder ({where})")
     if parts[0] not in {str(digit) for digit in range(N_CLASSES)}:
         raise OwnPictureError(
@@ -94,7 +95,8 @@ def picture_paths(own_dir: Path) -> list[Path]:
     return sorted(
         path
         for path in Path(own_dir).rglob("*")
-        if path.is_file() and not any(part.startswith(".") for part in path.parts[-2:])
+        if path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(own_dir).parts)
     )
 
 
