@@ -104,11 +104,11 @@ def trained(params: TrainParams, callbacks: tuple = (), data=None) -> tuple:
     return model, history.history
 
 
-STAGES = ("download", "preprocess", "own", "train", "evaluate")
-# The own stage looks for data/own on every run (dvc.yaml: always_changed), so a `dvc repro`
+STAGES = ("download", "preprocess", "own_version", "own", "train", "evaluate")
+# own_version looks for data/own.dvc on every run (dvc.yaml: always_changed), so a `dvc repro`
 # with nothing to do still runs it and `dvc status` still lists it; nothing downstream reruns.
-ALWAYS_RUN = ["own"]
-NOTHING_CHANGED = {"own": ["always changed"]}  # `dvc status --json` when all is up to date
+ALWAYS_RUN = ["own_version"]
+NOTHING_CHANGED = {"own_version": ["always changed"]}  # `dvc status --json`: all up to date
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
 
 

@@ -179,9 +179,10 @@ def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
         cwd=tmp_path,
         env=env,
     )
-    run_stage(
-        "own.py", "--own-dir", "data/own", "--out-dir", "data/own_prepared", cwd=tmp_path, env=env
-    )
+    version = ("--own-dir", "data/own", "--out", "data/own_version.json")
+    run_stage("own_version.py", *version, cwd=tmp_path, env=env)
+    own = ("--own-dir", "data/own", "--version", "data/own_version.json")
+    run_stage("own.py", *own, "--out-dir", "data/own_prepared", cwd=tmp_path, env=env)
 
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []

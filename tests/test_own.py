@@ -25,6 +25,7 @@ from digits.own import (
     NAME_HASH_CHARS,
     OwnPictureError,
     file_picture,
+    pictures_version,
     read_own_pictures,
     read_tracked_pictures,
     split_of,
@@ -250,24 +251,37 @@ def test_hidden_files_are_not_pictures(tmp_path):
 
 def test_only_pictures_dvc_tracks_are_used(tmp_path, caplog):
     own = tmp_path / "own"
+    untracked = {"dvc_file": f"{own}.dvc", "md5": None, "nfiles": None}
     with caplog.at_level(logging.WARNING, logger="own"):
-        nothing = read_tracked_pictures(own, STOP)  # no data/own at all: silently none
+        assert pictures_version(own) == untracked  # no data/own at all: silently none
         assert caplog.records == []
         own_pictures(own, per_class=1)
-        untracked = read_tracked_pictures(own, STOP)
-    for splits in (nothing, untracked):
-        assert [len(splits[split][0]) for split in ("train", "test")] == [0, 0]
-        assert splits["train"][0].shape == (0, 28, 28) and splits["train"][1].dtype == np.uint8
+        assert pictures_version(own) == untracked
     assert [r.getMessage() for r in caplog.records] == [
         f"warning: {own} is not tracked by DVC (no {own}.dvc): its pictures are not used; "
         f"`dvc add {own}` to train with them"
     ]
-    (tmp_path / "own.dvc").write_text("outs:\n- path: own\n")
-    tracked = read_tracked_pictures(own, STOP)
+    splits = read_tracked_pictures(own, untracked, STOP)
+    assert [len(splits[split][0]) for split in ("train", "test")] == [0, 0]
+    assert splits["train"][0].shape == (0, 28, 28) and splits["train"][1].dtype == np.uint8
+
+    (tmp_path / "own.dvc").write_text(
+        "outs:\n- md5: 6c4e8a14186adbb6d4471b1d70b2ced6.dir\n  nfiles: 10\n  path: own\n"
+    )
+    version = pictures_version(own)
+    assert version == untracked | {"md5": "6c4e8a14186adbb6d4471b1d70b2ced6.dir", "nfiles": 10}
+    tracked = read_tracked_pictures(own, version, STOP)
     assert len(tracked["train"][0]) + len(tracked["test"][0]) == 10
     shutil.rmtree(own)
     with pytest.raises(OwnPictureError, match=f"{own}: missing, though {own}.dvc tracks it"):
-        read_tracked_pictures(own, STOP)
+        read_tracked_pictures(own, version, STOP)
+
+
+@pytest.mark.parametrize("text", ["", "outs: []\n", "outs:\n- path: other\n  md5: x\n", "[1]\n"])
+def test_a_tracking_file_that_dvc_add_did_not_write_is_named(tmp_path, text):
+    (tmp_path / "own.dvc").write_text(text)
+    with pytest.raises(OwnPictureError, match=f"{tmp_path}/own.dvc: not the file `dvc add"):
+        pictures_version(tmp_path / "own")
 
 
 def test_own_train_is_mixed_in_as_many_times_as_asked():
@@ -364,7 +378,8 @@ def test_added_pictures_are_trained_on_measured_diffed_and_undone(tiny_project):
     assert 0 < n_test < len(filed)
 
     dvc(project, "add", "data/own", env=env)
-    assert stages_run(dvc(project, "repro", env=env).stdout) == ["own", "train", "evaluate"]
+    ran = stages_run(dvc(project, "repro", env=env).stdout)
+    assert ran == [*ALWAYS_RUN, "own", "train", "evaluate"]
     metrics = json.loads((project / "metrics/metrics.json").read_text())
     assert metrics["own_test"]["count"] == n_test
     assert set(metrics) == {"accuracy", "loss", "errors", "per_class_accuracy", "own_test"}

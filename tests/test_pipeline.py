@@ -96,7 +96,7 @@ def test_params_change_reruns_only_downstream_stages(tiny_project):
     project, env = tiny_project
     set_param(project, "train", "epochs", 1)
     status = json.loads(dvc(project, "status", "--json", env=env).stdout)
-    assert sorted(status) == ["evaluate", "own", "train"]
+    assert sorted(status) == ["evaluate", "own_version", "train"]
     assert stages_run(dvc(project, "repro", env=env).stdout) == [*ALWAYS_RUN, "train", "evaluate"]
     restore(project, env)
 

@@ -133,7 +133,7 @@ def describe_stale_stages(status: dict) -> list[str]:
     "always changed" is not stale: DVC says so of it whatever its outputs."""
     lines = []
     for stage, entries in status.items():
-        if entries == [ALWAYS_CHANGED]:  # the own stage: DVC runs it every time, by design
+        if entries == [ALWAYS_CHANGED]:  # own_version: DVC runs it every time, by design
             continue
         reasons = []
         for entry in entries:

@@ -22,6 +22,7 @@ from digits.images import ImageError, image_suffix, picture_frame, printable_pat
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
 from digits.params import OwnParams
 from digits.paths import OWN, in_project
+from digits.yamlfile import load_yaml
 
 log = logging.getLogger("own")
 
@@ -135,32 +136,54 @@ def read_own_pictures(
     }
 
 
-def read_tracked_pictures(
-    own_dir: Path, params: OwnParams
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``read_own_pictures``, when DVC tracks ``own_dir`` (``dvc add`` wrote ``<own_dir>.dvc``
-    beside it), so that every model is trained on pictures a commit can bring back. Otherwise
-    no pictures (arrays of length 0), with a warning line if ``own_dir`` holds some; and
-    ``OwnPictureError`` if the ``.dvc`` file is there but the pictures are not (not pulled)."""
+def pictures_version(own_dir: Path) -> dict:
+    """Which version of the pictures in ``own_dir`` DVC tracks, from the ``<own_dir>.dvc`` file
+    that ``dvc add`` writes beside it: {"dvc_file", "md5" (of the directory, DVC's), "nfiles"},
+    md5 and nfiles None when there is no such file. Pictures DVC does not track are not used
+    (every model is trained on pictures a commit can bring back): a warning line says so if
+    ``own_dir`` holds some. ``OwnPictureError`` if the file is not what ``dvc add`` writes."""
     own_dir = Path(own_dir)
     tracking_file = own_dir.with_name(own_dir.name + ".dvc")
-    name, tracker = printable_path(own_dir), printable_path(tracking_file)
-    if tracking_file.is_file() and not own_dir.is_dir():
+    version = {"dvc_file": tracking_file.as_posix(), "md5": None, "nfiles": None}
+    if not tracking_file.exists():
+        if own_dir.exists():
+            name = printable_path(own_dir)
+            log.warning(
+                "warning: %s is not tracked by DVC (no %s): its pictures are not used; "
+                "`dvc add %s` to train with them",
+                name,
+                printable_path(tracking_file),
+                name,
+            )
+        return version
+    document = load_yaml(tracking_file) if tracking_file.is_file() else None
+    outs = document.get("outs") if isinstance(document, dict) else None
+    out = outs[0] if isinstance(outs, list) and len(outs) == 1 else {}
+    if not isinstance(out, dict) or out.get("path") != own_dir.name or "md5" not in out:
         raise OwnPictureError(
-            f"{name}: missing, though {tracker} tracks it: `dvc pull {name}` or `dvc checkout`"
+            f"{printable_path(tracking_file)}: not the file `dvc add {printable_path(own_dir)}` "
+            "writes (one out with its path and md5); run that command again"
         )
-    if tracking_file.is_file():
-        return read_own_pictures(own_dir, params)
-    if own_dir.exists():
-        log.warning(
-            "warning: %s is not tracked by DVC (no %s): its pictures are not used; "
-            "`dvc add %s` to train with them",
-            name,
-            tracker,
-            name,
+    return version | {"md5": out["md5"], "nfiles": out.get("nfiles")}
+
+
+def read_tracked_pictures(
+    own_dir: Path, version: dict, params: OwnParams
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``read_own_pictures`` when ``version`` (from ``pictures_version``) says DVC tracks
+    ``own_dir``; otherwise no pictures, arrays of length 0. ``OwnPictureError`` if it is
+    tracked but not there (a clone that has not pulled it)."""
+    own_dir = Path(own_dir)
+    if version["md5"] is None:
+        empty = (np.zeros((0, *IMAGE_SHAPE), np.uint8), np.zeros(0, np.uint8))
+        return dict.fromkeys(SPLITS, empty)
+    if not own_dir.is_dir():
+        name = printable_path(own_dir)
+        raise OwnPictureError(
+            f"{name}: missing, though {version['dvc_file']} tracks it: `dvc pull {name}` "
+            "or `dvc checkout`"
         )
-    empty = (np.zeros((0, *IMAGE_SHAPE), np.uint8), np.zeros(0, np.uint8))
-    return dict.fromkeys(SPLITS, empty)
+    return read_own_pictures(own_dir, params)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
