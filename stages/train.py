@@ -1,7 +1,7 @@
 """Stage train: fit the dense network on the training split, validating every epoch.
 
-    python stages/train.py --data-dir data/prepared --model data/model.keras \
-        --history plots/training.csv --live-dir dvclive
+    python stages/train.py --data-dir data/prepared --own-dir data/own_prepared \
+        --model data/model.keras --history plots/training.csv --live-dir dvclive
 
 DVCLive writes --live-dir as training goes, one step an epoch, for `dvc exp show`, the VS Code
 extension and Studio to follow; the model and --history appear only when training has ended.
@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from digits.data import load_split
+from digits.data import load_split, mix_in, own_copies
 from digits.distribute import join_cluster
 from digits.files import atomic_paths, live_path
 from digits.params import load_params
@@ -23,11 +23,16 @@ log = logging.getLogger("train")
 
 
 def main() -> None:
-    args = stage_arguments(__doc__, "--data-dir", "--model", "--history", "--live-dir")
+    args = stage_arguments(
+        __doc__, "--data-dir", "--own-dir", "--model", "--history", "--live-dir"
+    )
 
     cluster = join_cluster(load_params(args.params).train)  # alone unless TF_CONFIG is set
     params = cluster.params
-    train = load_split(args.data_dir, "train")
+    own_train = load_split(args.own_dir, "train", stage="own", may_be_empty=True)
+    mnist_train = load_split(args.data_dir, "train")
+    copies = own_copies(len(mnist_train[0]), len(own_train[0]), params.own_share)
+    train = mix_in(mnist_train, own_train, copies)
     validation = load_split(args.data_dir, "validation")
 
     import keras
@@ -39,10 +44,12 @@ def main() -> None:
     with cluster.scope():
         model = build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
     log.info(
-        "model %s: %d parameters; %d training, %d validation images",
+        "model %s: %d parameters; %d training (%d own x %d), %d validation images",
         "-".join(map(str, params.hidden_units)),
         model.count_params(),
         len(train[0]),
+        len(own_train[0]),
+        copies,
         len(validation[0]),
     )
 

@@ -70,6 +70,7 @@ TINY = TrainParams(
     steps_per_execution=2,
     jit_compile=False,
     augment=NO_AUGMENT,
+    own_share=0.0,
 )
 # Every option on at once: XLA, warm-up, AdamW, max-norm, one-hot labels, augmentation.
 ALL_OPTIONS = dataclasses.replace(
@@ -103,7 +104,11 @@ def trained(params: TrainParams, callbacks: tuple = (), data=None) -> tuple:
     return model, history.history
 
 
-STAGES = ("download", "preprocess", "train", "evaluate")
+STAGES = ("download", "preprocess", "own_version", "own", "train", "evaluate")
+# own_version looks for data/own.dvc on every run (dvc.yaml: always_changed), so a `dvc repro`
+# with nothing to do still runs it and `dvc status` still lists it; nothing downstream reruns.
+ALWAYS_RUN = ["own_version"]
+NOTHING_CHANGED = {"own_version": ["always changed"]}  # `dvc status --json`: all up to date
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
 
 

@@ -136,6 +136,7 @@ def test_describe_stale_stages_names_stages_and_what_changed():
         "evaluate (always changed; changed outs: metrics.json)",
     ]
     assert compare.describe_stale_stages({}) == []
+    assert compare.describe_stale_stages({"own": ["always changed"]}) == []
 
 
 def test_format_value():

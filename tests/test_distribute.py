@@ -179,6 +179,10 @@ def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
         cwd=tmp_path,
         env=env,
     )
+    version = ("--own-dir", "data/own", "--out", "data/own_version.json")
+    run_stage("own_version.py", *version, cwd=tmp_path, env=env)
+    own = ("--own-dir", "data/own", "--version", "data/own_version.json")
+    run_stage("own.py", *own, "--out-dir", "data/own_prepared", cwd=tmp_path, env=env)
 
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
@@ -190,6 +194,7 @@ def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
             sys.executable,
             str(TRAIN_SCRIPT),
             *("--params", "params.yaml", "--data-dir", "data/prepared"),
+            *("--own-dir", "data/own_prepared"),
             *("--model", str(out / "data/model.keras")),
             *("--history", str(out / "plots/training.csv")),
             *("--live-dir", str(out / "dvclive")),
@@ -255,7 +260,7 @@ def test_a_worker_waiting_for_its_peer_stops_on_sigterm(tmp_path):
     params.write_text((PROJECT_ROOT / "params.yaml").read_text())
     process = subprocess.Popen(
         [sys.executable, str(TRAIN_SCRIPT), "--params", str(params), "--data-dir", "absent",
-         "--model", "m.keras", "--history", "h.csv", "--live-dir", "live"],
+         "--own-dir", "absent", "--model", "m.keras", "--history", "h.csv", "--live-dir", "live"],
         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     time.sleep(3)

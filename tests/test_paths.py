@@ -6,7 +6,16 @@ import shlex
 import yaml
 from conftest import PROJECT_ROOT
 
-from digits.paths import CONFUSION, METRICS, MODEL, PARAMS, PLOT_IMAGES, PREPARED, project_root
+from digits.paths import (
+    CONFUSION,
+    METRICS,
+    MODEL,
+    OWN,
+    PARAMS,
+    PLOT_IMAGES,
+    PREPARED,
+    project_root,
+)
 
 
 def stage_option(stage: str, option: str) -> str:
@@ -17,6 +26,7 @@ def stage_option(stage: str, option: str) -> str:
 
 def test_default_paths_are_the_stages_paths():
     assert stage_option("preprocess", "--out-dir") == str(PREPARED)
+    assert stage_option("own", "--own-dir") == str(OWN)
     assert stage_option("train", "--model") == str(MODEL)
     assert stage_option("evaluate", "--confusion") == str(CONFUSION)
     assert stage_option("evaluate", "--metrics") == str(METRICS)

@@ -13,7 +13,9 @@ import boto3
 import pytest
 import yaml
 from conftest import (
+    ALWAYS_RUN,
     GIT,
+    NOTHING_CHANGED,
     commit_all,
     dvc,
     md5_hex,
@@ -101,9 +103,9 @@ def push_and_clone(project: Path, clone: Path, env: dict, local_config: list[str
 def assert_pull_restores(project: Path, clone: Path, env: dict) -> None:
     assert data_files(clone) == {}, "a fresh clone has no data before `dvc pull`"
     dvc(clone, "pull", env=env)
-    assert json.loads(dvc(clone, "status", "--json", env=env).stdout) == {}
+    assert json.loads(dvc(clone, "status", "--json", env=env).stdout) == NOTHING_CHANGED
     assert data_files(clone) == data_files(project)
-    assert stages_run(dvc(clone, "repro", env=env).stdout) == []
+    assert stages_run(dvc(clone, "repro", env=env).stdout) == ALWAYS_RUN
 
 
 def test_directory_remote_round_trip(tiny_project, tmp_path):

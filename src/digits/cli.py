@@ -1,6 +1,7 @@
 """The ``digits`` command: the tools around the pipeline, one subcommand each.
 
     digits predict IMAGE...            classify your own digit pictures
+    digits add IMAGE... --label 7      file pictures under their true label in data/own
     digits compare --base main         compare results with a revision, gate regressions
     digits bench                       training speed against plain Keras and the hardware
     digits preset presets/best.yaml    the `dvc exp run` arguments that apply a preset
@@ -13,11 +14,12 @@ import argparse
 import sys
 from types import ModuleType
 
-from digits import bench, compare, predict, presets, serve
+from digits import bench, compare, own, predict, presets, serve
 from digits.stage import run_tool
 
 COMMANDS: dict[str, ModuleType] = {
     "predict": predict,
+    "add": own,
     "compare": compare,
     "bench": bench,
     "preset": presets,

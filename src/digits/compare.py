@@ -124,11 +124,17 @@ def confusion_changes(
     return errors.drop(columns="size").head(shown).to_dict("records")
 
 
+ALWAYS_CHANGED = "always changed"  # dvc status for a stage marked always_changed in dvc.yaml
+
+
 def describe_stale_stages(status: dict) -> list[str]:
     """Turn ``dvc status --json`` into one line per stale stage, e.g.
-    ``train (changed deps: params.yaml:train, stages/train.py)``."""
+    ``train (changed deps: params.yaml:train, stages/train.py)``. A stage that is only
+    "always changed" is not stale: DVC says so of it whatever its outputs."""
     lines = []
     for stage, entries in status.items():
+        if entries == [ALWAYS_CHANGED]:  # own_version: DVC runs it every time, by design
+            continue
         reasons = []
         for entry in entries:
             if isinstance(entry, str):  # "always changed"

@@ -45,28 +45,53 @@ def save_split(directory: Path, split: str, x: np.ndarray, y: np.ndarray) -> Non
         np.save(Path(directory) / f"{prefix}_{split}.npy", array, allow_pickle=False)
 
 
-def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read a split written by ``save_split``: x float32 (n, 28, 28) in [0, 1], y uint8 (n,)
-    of digits 0-9, n >= 1. Anything else raises ``ArraysError`` naming the file and the stage
-    that makes it: wrong data in the right format would otherwise train to nonsense."""
+def load_split(
+    directory: Path, split: str, stage: str = "preprocess", may_be_empty: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a split written by ``save_split`` (by ``stage``): x float32 (n, 28, 28) in [0, 1],
+    y uint8 (n,) of digits 0-9, n >= 1 (n >= 0 if ``may_be_empty``: a person's own pictures).
+    Anything else raises ``ArraysError`` naming the file and the stage that makes it: wrong data
+    in the right format would otherwise train to nonsense."""
     x_path, y_path = Path(directory) / f"x_{split}.npy", Path(directory) / f"y_{split}.npy"
-    x = _load_array(x_path, np.float32, (None, *IMAGE_SHAPE))
-    y = _load_array(y_path, np.uint8, (None,))
-    problem = (
-        _count_problem(x, y, x_path, y_path)
-        or _pixel_problem(x, x_path)
-        or _label_problem(y, y_path)
-    )
+    x = _load_array(x_path, np.float32, (None, *IMAGE_SHAPE), stage)
+    y = _load_array(y_path, np.uint8, (None,), stage)
+    problem = _count_problem(x, y, x_path, y_path, may_be_empty)
+    if not problem and len(x):
+        problem = _pixel_problem(x, x_path) or _label_problem(y, y_path)
     if problem:
-        raise ArraysError(f"{problem}; {rerun_hint('preprocess')}")
+        raise ArraysError(f"{problem}; {rerun_hint(stage)}")
     return x, y
 
 
-def _count_problem(x: np.ndarray, y: np.ndarray, x_path: Path, y_path: Path) -> str | None:
+def own_copies(n_train: int, n_own: int, share: float) -> int:
+    """How many copies of ``n_own`` own pictures make about ``share`` x ``n_train``: at least
+    one when ``share`` > 0, none when it is 0 or there are no own pictures. A share rather
+    than a count, so that a handful of pictures gets heard and thousands do not drown MNIST."""
+    if share == 0 or n_own == 0:
+        return 0
+    return max(1, round(share * n_train / n_own))
+
+
+def mix_in(
+    train: tuple[np.ndarray, np.ndarray], extra: tuple[np.ndarray, np.ndarray], copies: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``train`` (x (n, 28, 28), y (n,)) with ``copies`` copies of ``extra`` (x (m, 28, 28),
+    y (m,)) appended: (n + copies * m, ...). ``train`` itself, untouched, when there is nothing
+    to add, so that training without own pictures is exactly training without this step."""
+    if copies == 0 or len(extra[0]) == 0:
+        return train
+    x = np.concatenate([train[0], *[extra[0]] * copies])
+    y = np.concatenate([train[1], *[extra[1]] * copies])
+    return x, y
+
+
+def _count_problem(
+    x: np.ndarray, y: np.ndarray, x_path: Path, y_path: Path, may_be_empty: bool
+) -> str | None:
     where, x_name, y_name = x_path.parent, x_path.name, y_path.name
     if len(x) != len(y):
         return f"{where}: {x_name} has {len(x)} images but {y_name} has {len(y)} labels"
-    if len(x) == 0:
+    if len(x) == 0 and not may_be_empty:
         return f"{where}: {x_name} and {y_name} hold no images"
     return None
 
@@ -89,9 +114,9 @@ def _label_problem(y: np.ndarray, path: Path) -> str | None:
     return f"{path}: label {y[index]} at index {index} is not a digit 0-{N_CLASSES - 1}"
 
 
-def _load_array(path: Path, dtype: type, shape: tuple[int | None, ...]) -> np.ndarray:
+def _load_array(path: Path, dtype: type, shape: tuple[int | None, ...], stage: str) -> np.ndarray:
     """Load ``path``; its dtype and shape must match (None: any length along that axis)."""
-    rerun = rerun_hint("preprocess")
+    rerun = rerun_hint(stage)
     try:
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:

@@ -15,6 +15,9 @@ from digits.mnist import N_CLASSES
 
 HISTORY_COLUMNS = ("epoch", "accuracy", "loss", "val_accuracy", "val_loss")  # CSVLogger's
 METRIC_DIGITS = 6  # rounding keeps metrics.json readable; 1e-6 is far below one test image (1e-4)
+# Own-test pictures of a digit needed before its accuracy is reported: with fewer, one picture
+# moves it by more than 20 points, noise rather than a measurement.
+MIN_PER_CLASS = 5
 
 
 class HistoryError(DigitsError):
@@ -66,6 +69,25 @@ def metrics_on_test_set(probabilities: np.ndarray, actual: np.ndarray) -> dict:
         "errors": int(np.sum(predicted != actual)),
         "per_class_accuracy": {
             str(d): round(float(a), METRIC_DIGITS) for d, a in enumerate(per_class)
+        },
+    }
+
+
+def metrics_on_own_test(probabilities: np.ndarray, actual: np.ndarray) -> dict:
+    """Return {"accuracy", "count", "errors", "per_class_accuracy"} for a person's own test
+    pictures, probabilities (n, 10), actual (n,), n >= 1; per-class accuracy only for the digits
+    with at least ``MIN_PER_CLASS`` pictures."""
+    predicted = probabilities.argmax(axis=1)
+    counts = confusion_counts(actual, predicted)
+    pictures = counts.sum(axis=1)
+    return {
+        "accuracy": round(float(np.mean(predicted == actual)), METRIC_DIGITS),
+        "count": len(actual),
+        "errors": int(np.sum(predicted != actual)),
+        "per_class_accuracy": {
+            str(digit): round(float(counts[digit, digit] / pictures[digit]), METRIC_DIGITS)
+            for digit in range(N_CLASSES)
+            if pictures[digit] >= MIN_PER_CLASS
         },
     }
 

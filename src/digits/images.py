@@ -9,6 +9,7 @@ stream, e.g. a request's body); everything after it is a function of arrays, and
 either a frame or an ``ImageError``.
 """
 
+import io
 import math
 import os
 import stat
@@ -81,6 +82,36 @@ def decode_grayscale(stream: BinaryIO, name: str, max_pixels: int = MAX_PIXELS) 
         ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # Pillow's decoders' errors
         raise ImageError(f"{name}: cannot decode the image ({error})") from None
+
+
+def picture_frame(path: Path) -> np.ndarray:
+    """The model's view of a digit picture file: uint8 (28, 28), as ``digits predict`` and the
+    own-pictures stage both see it (``load_grayscale``, then ``mnist_frame``). Raises
+    ``ImageError`` naming ``path``."""
+    return mnist_frame(load_grayscale(path), printable_path(path))
+
+
+def image_suffix(data: bytes, source: str) -> str:
+    """The usual file extension (``.png``, ``.jpg``, ...) of the picture in ``data``, read from
+    its header; ``ImageError`` naming ``source`` if it is not an image in one of ``FORMATS``."""
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+            image_format = image.format
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        expected = ", ".join(FORMATS)
+        raise ImageError(f"{source}: not an image (expected one of {expected})") from None
+    return SUFFIXES.get(image_format, f".{image_format.lower()}")
+
+
+SUFFIXES = {
+    "PNG": ".png",
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+}
 
 
 def printable_path(path: Path | str) -> str:

@@ -26,6 +26,7 @@ from digits.yamlfile import load_yaml, show
 
 MNIST_FILES = ("train_images", "train_labels", "test_images", "test_labels")
 LR_SCHEDULES = ("constant", "cosine")
+BAD_PICTURES = ("stop", "skip")  # what the own stage does with a picture it cannot use
 
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed refuses more (it seeds NumPy's legacy RNG)
 MAX_EPOCHS = 10_000  # long dropout runs take thousands; 10,000 is ~8 h at 3 s an epoch
@@ -99,6 +100,16 @@ class TrainParams:
     steps_per_execution: int
     jit_compile: bool
     augment: AugmentParams
+    own_share: float  # own-train copies per epoch, as a fraction of MNIST's training images
+
+
+@dataclass(frozen=True)
+class OwnParams:
+    """A person's own pictures (data/own/<label>/): how they are split and checked."""
+
+    test_fraction: float  # chance that a picture is in own-test, decided by its bytes
+    seed: int
+    bad_pictures: str  # "stop": the stage fails naming it; "skip": a warning line, left out
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,7 @@ class Params:
     download: DownloadParams
     preprocess: PreprocessParams
     train: TrainParams
+    own: OwnParams
     evaluate: EvaluateParams
 
 
@@ -136,6 +148,7 @@ def parse_params(raw: Any, source: str = "params.yaml", memory_bytes: int | None
         download=_parse_download(top.section("download")),
         preprocess=_parse_preprocess(top.section("preprocess")),
         train=_parse_train(top.section("train"), memory_bytes),
+        own=_parse_own(top.section("own")),
         evaluate=_parse_evaluate(top.section("evaluate")),
     )
 
@@ -315,6 +328,7 @@ def _parse_train(section: "_Section", memory_bytes: int) -> TrainParams:
         ),
         jit_compile=section.get("jit_compile", bool),
         augment=_parse_augment(section.section("augment")),
+        own_share=section.get("own_share", float, check=lambda v: 0 <= v <= 1, expected="0 to 1"),
     )
 
 
@@ -395,6 +409,21 @@ def _parse_dropout(section: "_Section", n_layers: int) -> tuple[float, ...]:
         if not _is_number(rate) or not 0 <= rate < 1:
             raise section.error(f"dropout[{index}]", "a number in [0, 1)", rate)
     return tuple(float(rate) for rate in rates)
+
+
+def _parse_own(section: "_Section") -> OwnParams:
+    return OwnParams(
+        test_fraction=section.get(
+            "test_fraction", float, check=lambda v: 0 <= v < 1, expected="in [0, 1)"
+        ),
+        seed=_seed(section),
+        bad_pictures=section.get(
+            "bad_pictures",
+            str,
+            check=lambda v: v in BAD_PICTURES,
+            expected=f"one of {', '.join(BAD_PICTURES)}",
+        ),
+    )
 
 
 def _parse_evaluate(section: "_Section") -> EvaluateParams:

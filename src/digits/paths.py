@@ -8,6 +8,7 @@ from pathlib import Path
 
 PARAMS = Path("params.yaml")
 PREPARED = Path("data/prepared")  # preprocess --out-dir
+OWN = Path("data/own")  # own --own-dir: a person's own pictures, data/own/<label>/
 MODEL = Path("data/model.keras")  # train --model
 CONFUSION = Path("plots/confusion.csv")  # evaluate --confusion
 METRICS = Path("metrics/metrics.json")  # evaluate --metrics: the test metrics the gate reads

@@ -24,7 +24,7 @@ from PIL import Image
 from digits.data import scale_pixels
 from digits.errors import DigitsError
 from digits.files import atomic_path
-from digits.images import ImageError, load_grayscale, mnist_frame, printable_path
+from digits.images import ImageError, picture_frame, printable_path
 from digits.paths import MODEL, in_project
 
 log = logging.getLogger("predict")
@@ -38,7 +38,7 @@ def read_frames(paths: list[Path]) -> list[tuple[Path, np.ndarray]]:
     frames = []
     for path in paths:
         try:
-            frames.append((path, mnist_frame(load_grayscale(path), printable_path(path))))
+            frames.append((path, picture_frame(path)))
         except ImageError as error:
             print(f"error: {error}", file=sys.stderr)
         except Exception as error:  # a bug must not cost the other pictures their answers
