@@ -11,6 +11,7 @@ it, and splits it into own-train and own-test by a hash of its bytes.
 
 import argparse
 import hashlib
+import io
 import logging
 from pathlib import Path
 
@@ -18,7 +19,14 @@ import numpy as np
 
 from digits.errors import DigitsError
 from digits.files import atomic_path
-from digits.images import ImageError, image_suffix, picture_frame, printable_path
+from digits.images import (
+    ImageError,
+    decode_grayscale,
+    image_suffix,
+    mnist_frame,
+    picture_frame,
+    printable_path,
+)
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
 from digits.params import OwnParams
 from digits.paths import OWN, in_project
@@ -57,12 +65,10 @@ def file_picture(data: bytes, label: int, own_dir: Path) -> Path:
             )
     if target.is_file():
         return target
+    # a picture without a digit in it is refused before anything, even a folder, is written
+    mnist_frame(decode_grayscale(io.BytesIO(data), "the picture"), "the picture")
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
-        try:
-            picture_frame(tmp)  # a picture without a digit in it is refused, not filed
-        except ImageError as error:  # named as the caller knows it, not by the temporary file
-            raise ImageError(str(error).replace(printable_path(tmp), "the picture")) from None
     return target
 
 
