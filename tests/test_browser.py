@@ -29,8 +29,14 @@ from digits.serve_bench import drawn_seven
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's packages: apt-get install chromium chromium-driver
-CHROMEDRIVER = "/usr/bin/chromedriver"
+# Debian's packages (apt-get install chromium chromium-driver), or another Chrome and its driver
+# named by these variables (GitHub's runners have Google Chrome: see .github/workflows/tests.yml)
+CHROMIUM = os.environ.get("DIGITS_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("DIGITS_CHROMEDRIVER") or (
+    f"{os.environ['CHROMEWEBDRIVER']}/chromedriver"  # set on GitHub's runners
+    if "CHROMEWEBDRIVER" in os.environ
+    else "/usr/bin/chromedriver"
+)
 WAIT_S = 30  # for an answer from the page; the machine may be busy
 SCREENSHOT_COLOURS = 64  # palette PNGs: a tenth of the size, no visible loss on a flat page
 
