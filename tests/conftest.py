@@ -224,3 +224,29 @@ def dvc(project: Path, *args: str, env: dict, check: bool = True) -> subprocess.
 def stages_run(dvc_output: str) -> list[str]:
     """The stages a `dvc repro` output says it ran, in order."""
     return re.findall(r"Running stage '(\w+)'", dvc_output)
+
+
+def constant_model(answer: int):
+    """A Keras model that ignores its input: zero weights, output bias log(27) for ``answer``
+    (probability 0.75; the other nine 1/36 each)."""
+    import keras
+
+    model = keras.Sequential(
+        [keras.Input(shape=(28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    kernel, bias = model.get_weights()
+    bias[answer] = np.log(27)
+    model.set_weights([np.zeros_like(kernel), bias])
+    return model
+
+
+def start_serve(*args: str, stderr=subprocess.PIPE) -> subprocess.Popen:
+    """`digits serve ARGS`, from the project root, its output readable line by line."""
+    return subprocess.Popen(
+        [DIGITS, "serve", *args],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )

@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import DIGITS, PROJECT_ROOT, TINY
+from conftest import PROJECT_ROOT, TINY, start_serve
 from PIL import Image
 
 from digits.paths import METRICS, MODEL
@@ -108,13 +108,10 @@ def served_model(tmp_path_factory) -> Path:
 def page(served_model, tmp_path_factory):
     """`digits serve --port 0` from the project root: (url, own_dir)."""
     own_dir = tmp_path_factory.mktemp("own")
-    process = subprocess.Popen(
-        [DIGITS, "serve", "--port", "0", "--model", str(served_model), "--own-dir", str(own_dir)],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
+    process = start_serve(
+        "--port", "0", "--model", str(served_model), "--own-dir", str(own_dir),
         stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    )  # fmt: skip
     try:
         found = re.search(r"at (http://127\.0\.0\.1:\d+/)", process.stdout.readline())
         assert found, "digits serve printed no address"

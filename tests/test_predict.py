@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import constant_model
 from PIL import Image, ImageDraw
 
 from digits.cli import main
@@ -29,17 +30,9 @@ CONFIDENCE = 27 / 36  # softmax of logits log(27) for digit 3 and 0 for the nine
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
     """A saved model that ignores its input: zero weights, output bias log(27) for digit 3."""
-    import keras
-
     from digits.saving import save_model
 
-    model = keras.Sequential(
-        [keras.Input(shape=(28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
-    )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    kernel, bias = model.get_weights()
-    bias[ANSWER] = np.log(27)
-    model.set_weights([np.zeros_like(kernel), bias])
+    model = constant_model(ANSWER)
     model.optimizer.build(model.trainable_variables)  # saved as training leaves it
     path = tmp_path_factory.mktemp("model") / "tiny.keras"
     save_model(model, path)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DIGITS, PROJECT_ROOT
+from conftest import DIGITS, PROJECT_ROOT, constant_model, start_serve
 from PIL import Image
 
 from digits import serve
@@ -34,17 +34,7 @@ CONFIDENCE = 27 / 36
 
 
 def always_three():
-    """A Keras model that ignores its input: zero weights, output bias log(27) for digit 3."""
-    import keras
-
-    model = keras.Sequential(
-        [keras.Input(shape=(28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
-    )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    kernel, bias = model.get_weights()
-    bias[ANSWER] = np.log(27)
-    model.set_weights([np.zeros_like(kernel), bias])
-    return model
+    return constant_model(ANSWER)
 
 
 @pytest.fixture(scope="module")
@@ -352,13 +342,7 @@ def test_concurrent_predictions_all_get_the_right_answer(server):
 @pytest.fixture
 def served(model_path, tmp_path):
     """`digits serve --port 0` on the tiny model, from the project root: (url, process)."""
-    process = subprocess.Popen(
-        [DIGITS, "serve", "--port", "0", "--model", str(model_path), "--own-dir", str(tmp_path)],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_serve("--port", "0", "--model", str(model_path), "--own-dir", str(tmp_path))
     try:
         line = process.stdout.readline()
         found = re.search(r"at (http://127\.0\.0\.1:(\d+))/", line)
@@ -429,13 +413,7 @@ def test_the_benchmark_reports_latency_and_no_errors_with_eight_clients(served):
 
 @pytest.mark.integration
 def test_all_interfaces_are_served_only_with_a_warning(model_path, tmp_path):
-    process = subprocess.Popen(
-        [DIGITS, "serve", "--host", "0.0.0.0", "--port", "0", "--model", str(model_path)],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_serve("--host", "0.0.0.0", "--port", "0", "--model", str(model_path))
     try:
         warning = process.stdout.readline()
         address = process.stdout.readline()
