@@ -4,6 +4,7 @@
     digits compare --base main         compare results with a revision, gate regressions
     digits bench                       training speed against plain Keras and the hardware
     digits preset presets/best.yaml    the `dvc exp run` arguments that apply a preset
+    digits share                       share trainings through the DVC remote (run cache)
 
 The pipeline itself runs with `dvc repro` (stages/*.py).
 """
@@ -12,7 +13,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from digits import bench, compare, predict, presets
+from digits import bench, compare, predict, presets, runcache
 from digits.stage import run_tool
 
 COMMANDS: dict[str, ModuleType] = {
@@ -20,6 +21,7 @@ COMMANDS: dict[str, ModuleType] = {
     "compare": compare,
     "bench": bench,
     "preset": presets,
+    "share": runcache,
 }
 
 
