@@ -5,6 +5,7 @@
     digits bench                       training speed against plain Keras and the hardware
     digits preset presets/best.yaml    the `dvc exp run` arguments that apply a preset
     digits share                       share trainings through the DVC remote (run cache)
+    digits sweep GRID.yaml --shard 1/2 queue one machine's share of a parameter grid
 
 The pipeline itself runs with `dvc repro` (stages/*.py).
 """
@@ -13,7 +14,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from digits import bench, compare, predict, presets, runcache
+from digits import bench, compare, predict, presets, runcache, sweep
 from digits.stage import run_tool
 
 COMMANDS: dict[str, ModuleType] = {
@@ -22,6 +23,7 @@ COMMANDS: dict[str, ModuleType] = {
     "bench": bench,
     "preset": presets,
     "share": runcache,
+    "sweep": sweep,
 }
 
 
