@@ -3,17 +3,23 @@
 spread over three clones that play three machines, sharing a git origin and a DVC remote."""
 
 import json
+import shlex
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DIGITS, GIT, dvc, md5_hex, venv_env
+from conftest import DIGITS, GIT, PROJECT_ROOT, dvc, md5_hex, stages_run, venv_env
 
 pytestmark = pytest.mark.integration
 
 SWEEP_TIMEOUT_S = 600
+# The README's comparison of experiments: metrics and the params that differ, best first.
+COMPARISON = (
+    *("exp", "show", "--only-changed", "--drop", "per_class|data/|src/|stages/|plots/"),
+    *("--sort-by", "accuracy", "--sort-order", "desc"),
+)
 
 
 def experiments(project: Path, env: dict) -> dict[str, dict]:
@@ -143,3 +149,44 @@ def test_sweep_spread_over_three_machines(tiny_pipeline, tmp_path):
     metrics = json.loads((compare / "metrics/metrics.json").read_text())
     assert metrics["accuracy"] == found[best]["accuracy"]
     assert json.loads(dvc(compare, "status", "--json", env=env).stdout) == {}
+
+    git(compare, "switch", "-q", "-")
+    shown = dvc(compare, *COMPARISON, "--csv", env=env).stdout.splitlines()
+    assert shown[0].split(",") == [
+        *("Experiment", "rev", "typ", "Created", "accuracy", "loss", "errors"),
+        *("train.seed", "train.epochs"),  # only the params that differ
+    ]
+    rows = [line.split(",") for line in shown[3:]]  # after the workspace and baseline rows
+    assert [row[0] for row in rows][0] == best
+    assert [float(row[4]) for row in rows] == sorted(
+        (e["accuracy"] for e in found.values()), reverse=True
+    )
+    assert len(dvc(compare, *COMPARISON, "--md", env=env).stdout) < 2000
+
+
+def test_readme_shows_the_tested_comparison():
+    assert f"dvc {shlex.join(COMPARISON)}" in (PROJECT_ROOT / "README.md").read_text()
+
+
+def test_temp_run_leaves_the_workspace_and_a_plain_run_changes_it(tiny_pipeline):
+    """As the README says: `dvc exp run --temp` leaves every file as it was; a plain `dvc exp
+    run` applies its results; `git checkout -- . && dvc checkout` goes back."""
+    project, mirror = tiny_pipeline
+    env = venv_env(MNIST_MIRROR=str(mirror))
+    before = git(project, "rev-parse", "HEAD")
+    try:
+        dvc(project, "exp", "run", "--temp", "-S", "train.epochs=4", env=env)
+        assert git(project, "status", "--porcelain") == ""
+        dvc(project, "exp", "run", "-S", "train.epochs=4", env=env)  # from the run cache
+        changed = {line[3:] for line in git(project, "status", "--porcelain").splitlines()}
+        assert {"params.yaml", "dvc.lock", "metrics/metrics.json"} <= changed
+        git(project, "checkout", "--", ".")
+        dvc(project, "checkout", env=env)
+        assert git(project, "status", "--porcelain") == ""
+        assert json.loads(dvc(project, "status", "--json", env=env).stdout) == {}
+        assert stages_run(dvc(project, "repro", env=env).stdout) == []
+    finally:
+        subprocess.run(["git", "checkout", "-q", "--", "."], cwd=project, check=True)
+        dvc(project, "checkout", "--force", env=env, check=False)
+        dvc(project, "exp", "remove", "--all-commits", env=env, check=False)
+        assert git(project, "rev-parse", "HEAD") == before

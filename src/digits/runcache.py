@@ -7,7 +7,8 @@ run-cache records and the workspace's cached outputs only, so a record can point
 remote never gets: the plot and metric files (`cache: false`: kept in git, not pushed) of
 every run, and the model of every run but the one in the workspace. Elsewhere, `dvc repro
 --pull` or `dvc exp run --pull` finds the record, cannot fetch its files, and trains again. This
-command also pushes every file the local run-cache records name and the local cache holds.
+command also pushes every file the local run-cache records name and the local cache holds
+(DVC warns, naming them, about files a record names that are in neither cache).
 """
 
 import argparse
@@ -25,10 +26,10 @@ def run_cache_entries(runs_dir: Path) -> list[tuple[str, str]]:
     return sorted((entry.parent.name, entry.name) for entry in runs_dir.glob("*/*/*"))
 
 
-def push_run_cache(root: Path, remote: str | None) -> tuple[int, int, int]:
+def push_run_cache(root: Path, remote: str | None) -> tuple[int, int]:
     """`dvc push --run-cache` in the project at ``root``, then push every file its run-cache
-    records name. Returns (files pushed by dvc push, record files, files the records name
-    that the local cache does not hold and so were not pushed)."""
+    records name. Returns (files pushed by dvc push, run-cache records); raises
+    ``DigitsError`` if any file could not be pushed."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -37,13 +38,14 @@ def push_run_cache(root: Path, remote: str | None) -> tuple[int, int, int]:
             pushed = repo.push(remote=remote, run_cache=True)
             entries = run_cache_entries(Path(repo.stage_cache.cache_dir))
             used = repo.stage_cache.get_used_objs(entries, remote=remote)
-            missing = 0
+            failed = set()
             for odb, objects in used.items():
-                result = repo.cloud.push(objects, remote=remote, odb=odb)
-                missing += len(result.failed)
+                failed |= repo.cloud.push(objects, remote=remote, odb=odb).failed
     except DvcException as error:
         raise DigitsError(f"dvc push --run-cache: {error}") from error
-    return pushed, len(entries), missing
+    if failed:
+        raise DigitsError(f"{len(failed)} files of the run cache could not be pushed: {failed}")
+    return pushed, len(entries)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,10 +55,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    pushed, records, missing = push_run_cache(project_root(), args.remote)
+    pushed, records = push_run_cache(project_root(), args.remote)
     print(f"{pushed} files pushed, and the files of {records} run-cache records")
-    if missing:
-        print(
-            f"{missing} files named by the run cache are not in the local cache (records pulled "
-            "from elsewhere, or removed by `dvc gc`): those runs cannot be restored from here"
-        )
