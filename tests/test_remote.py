@@ -134,7 +134,8 @@ RESULTS = ("metrics/metrics.json", "plots/training.csv", "plots/confusion.csv", 
 
 def clone_with_remote(project: Path, clone: Path, env: dict, remote: list[list[str]]) -> Path:
     """`git clone` the project into ``clone`` (no data, no cache) and run each ``dvc remote``
-    command of ``remote`` there."""
+    command of ``remote`` there (the clone may carry remotes the tests above committed: ours
+    becomes the default)."""
     subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
     for arguments in remote:
         dvc(clone, "remote", *arguments, env=env)
@@ -183,7 +184,7 @@ def assert_run_cache_shared(
 
 def test_run_cache_shared_through_a_directory_remote(tiny_project, tmp_path):
     project, env = tiny_project
-    remote = [["add", "-d", "local", str(tmp_path / "dvc-storage")]]
+    remote = [["add", "--force", "-d", "team", str(tmp_path / "dvc-storage")]]
     assert_run_cache_shared(project, tmp_path, env, remote, plain_push_first=True)
 
 
@@ -191,8 +192,8 @@ def test_run_cache_shared_through_s3(tiny_project, s3_endpoint, tmp_path):
     project, env = tiny_project
     prefix = f"run-cache-{tmp_path.name}"
     remote = [
-        ["add", "-d", "storage", f"s3://{BUCKET}/{prefix}"],
-        ["modify", "--local", "storage", "endpointurl", s3_endpoint],
+        ["add", "--force", "-d", "team", f"s3://{BUCKET}/{prefix}"],
+        ["modify", "--local", "team", "endpointurl", s3_endpoint],
     ]
     assert_run_cache_shared(project, tmp_path, env, remote)
     listed = s3_client(s3_endpoint, env).list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/runs/")
