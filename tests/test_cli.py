@@ -12,7 +12,7 @@ from digits.stage import run_tool
 
 def test_help_lists_every_tool():
     help_text = build_parser().format_help()
-    for name in ("predict", "add", "compare", "bench", "preset"):
+    for name in ("predict", "add", "compare", "bench", "preset", "serve", "share", "sweep"):
         assert name in COMMANDS and f"    {name} " in help_text
 
 

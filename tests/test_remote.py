@@ -5,6 +5,7 @@ nothing to reproduce. Against a directory remote, and an S3 remote served by mot
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,10 @@ import pytest
 import yaml
 from conftest import (
     ALWAYS_RUN,
+    DIGITS,
     GIT,
     NOTHING_CHANGED,
+    STAGES,
     commit_all,
     dvc,
     md5_hex,
@@ -151,3 +154,76 @@ def test_the_model_is_fetched_by_name_from_a_directory_remote(tiny_project, tmp_
     locked = next(out["md5"] for out in outs if out["path"] == "data/model.keras")
     assert md5_hex((elsewhere / "model.keras").read_bytes()) == locked
     assert md5_hex((project / "data/model.keras").read_bytes()) == locked
+
+
+# A params variant of the tiny project: what one clone trains and the other must not.
+VARIANT = ("-S", "train.epochs=3")
+RESULTS = ("metrics/metrics.json", "plots/training.csv", "plots/confusion.csv", "data/model.keras")
+
+
+def clone_with_remote(project: Path, clone: Path, env: dict, remote: list[list[str]]) -> Path:
+    """`git clone` the project into ``clone`` (no data, no cache) and run each ``dvc remote``
+    command of ``remote`` there (the clone may carry remotes the tests above committed: ours
+    becomes the default)."""
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    for arguments in remote:
+        dvc(clone, "remote", *arguments, env=env)
+    return clone
+
+
+def cached_stages(dvc_output: str) -> list[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it restored from the run cache."""
+    return re.findall(r"Stage '(\w+)' is cached - skipping run", dvc_output)
+
+
+def push_run_cache(project: Path, env: dict) -> None:
+    pushed = subprocess.run(
+        [DIGITS, "share"], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert pushed.returncode == 0, pushed.stderr
+
+
+def assert_run_cache_shared(
+    project: Path, root: Path, env: dict, remote: list[list[str]], plain_push_first=False
+):
+    """Clone A trains VARIANT and pushes its run cache; clone B, fresh, runs the same variant
+    with `--pull`, gets the data and the run-cache records from the remote and trains nothing.
+    With ``plain_push_first``, A first pushes with `dvc push --run-cache` alone, with which
+    another clone B0 still trains (DVC 3.67 does not push the files the records name)."""
+    trainer = clone_with_remote(project, root / "a", env, remote)
+    trained = dvc(trainer, "exp", "run", *VARIANT, env=env)
+    assert stages_run(trained.stdout) == list(STAGES)
+    if plain_push_first:
+        dvc(trainer, "push", "--run-cache", env=env)
+        retrainer = clone_with_remote(project, root / "b0", env, remote)
+        retrained = dvc(retrainer, "exp", "run", "--pull", *VARIANT, env=env)
+        assert stages_run(retrained.stdout) == ["train", "evaluate"], retrained.stdout
+    push_run_cache(trainer, env)
+
+    reuser = clone_with_remote(project, root / "b", env, remote)
+    restored = dvc(reuser, "exp", "run", "--pull", *VARIANT, env=env)
+    assert stages_run(restored.stdout) == ALWAYS_RUN, restored.stdout
+    assert cached_stages(restored.stdout) == ["train", "evaluate"], restored.stdout
+    for name in RESULTS:
+        assert (reuser / name).read_bytes() == (trainer / name).read_bytes(), name
+    images = sorted(path.name for path in (trainer / "plots/images").iterdir())
+    assert images and sorted(path.name for path in (reuser / "plots/images").iterdir()) == images
+    assert json.loads(dvc(reuser, "status", "--json", env=env).stdout) == NOTHING_CHANGED
+
+
+def test_run_cache_shared_through_a_directory_remote(tiny_project, tmp_path):
+    project, env = tiny_project
+    remote = [["add", "--force", "-d", "team", str(tmp_path / "dvc-storage")]]
+    assert_run_cache_shared(project, tmp_path, env, remote, plain_push_first=True)
+
+
+def test_run_cache_shared_through_s3(tiny_project, s3_endpoint, tmp_path):
+    project, env = tiny_project
+    prefix = f"run-cache-{tmp_path.name}"
+    remote = [
+        ["add", "--force", "-d", "team", f"s3://{BUCKET}/{prefix}"],
+        ["modify", "--local", "team", "endpointurl", s3_endpoint],
+    ]
+    assert_run_cache_shared(project, tmp_path, env, remote)
+    listed = s3_client(s3_endpoint, env).list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/runs/")
+    assert listed["KeyCount"] > 0, "no run-cache records in the bucket"

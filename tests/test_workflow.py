@@ -1,14 +1,23 @@
 """The GitHub Actions workflows: actionlint finds nothing in any of them (and does find a
 mistake), the tests workflow runs the README's test command, and the compare workflow runs on
-the changes that can move the results, with what `digits compare` needs."""
+the changes that can move the results, with what `digits compare` needs, reusing the team's
+trainings when a DVC remote is configured (.ci/reproduce, run here against a directory)."""
 
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, load_project_params
+from conftest import (
+    ALWAYS_RUN,
+    PROJECT_ROOT,
+    STAGES,
+    load_project_params,
+    stages_run,
+    venv_env,
+)
 
 WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
 COMPARE = WORKFLOWS / "compare.yml"
@@ -108,3 +117,64 @@ def test_compare_workflow_has_history_permission_and_the_gate():
     # the report is posted before the job fails on the gate
     names = [step.get("name") for step in steps]
     assert names.index("Comment on the pull request") < names.index("Fail when the gate fails")
+
+
+REPRODUCE = PROJECT_ROOT / ".ci" / "reproduce"
+
+
+def test_compare_workflow_reproduces_with_the_team_remote_from_secrets():
+    steps = load_compare_workflow()["jobs"]["compare"]["steps"]
+    step = next(step for step in steps if step.get("name") == "Reproduce the pipeline")
+    assert step["run"] == ".ci/reproduce"
+    assert step["env"]["DVC_REMOTE_URL"] == "${{ secrets.DVC_REMOTE_URL }}"
+    assert step["env"]["DVC_PUSH"] == "${{ secrets.DVC_PUSH }}"
+
+
+def ci_clone(project: Path, clone: Path, epochs: int) -> Path:
+    """A fresh clone of ``project`` (no data, no DVC cache), changed to train ``epochs``."""
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["train"]["epochs"] = epochs
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return clone
+
+
+def reproduce(clone: Path, env: dict) -> str:
+    done = subprocess.run(
+        [str(clone / ".ci" / "reproduce")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def stored_files(storage: Path) -> set[Path]:
+    return {path for path in storage.rglob("*") if path.is_file()}
+
+
+@pytest.mark.integration
+def test_ci_reproduce_reuses_and_shares_trainings_through_the_remote(tiny_pipeline, tmp_path):
+    """What the workflow's step does, against a directory remote: the first CI run of a change
+    trains and pushes; the next restores it; DVC_PUSH=false pushes nothing; no remote, as
+    before: everything runs."""
+    project, mirror = tiny_pipeline
+    storage = tmp_path / "storage"
+    with_remote = venv_env(MNIST_MIRROR=str(mirror), DVC_REMOTE_URL=str(storage))
+
+    first = reproduce(ci_clone(project, tmp_path / "first", epochs=3), with_remote)
+    assert stages_run(first) == list(STAGES)
+    assert any("/runs/" in str(path) for path in stored_files(storage)), "no run cache pushed"
+
+    pushed = stored_files(storage)
+    again = ci_clone(project, tmp_path / "again", epochs=3)
+    output = reproduce(again, {**with_remote, "DVC_PUSH": "false"})
+    assert stages_run(output) == ALWAYS_RUN
+    assert re.findall(r"Stage '(\w+)' is cached - skipping run", output) == ["train", "evaluate"]
+    assert "DVC_PUSH=false: nothing pushed" in output
+    assert stored_files(storage) == pushed
+    metrics = "metrics/metrics.json"
+    assert (again / metrics).read_bytes() == (tmp_path / "first" / metrics).read_bytes()
+
+    alone = venv_env(MNIST_MIRROR=str(mirror))
+    output = reproduce(ci_clone(project, tmp_path / "alone", epochs=3), alone)
+    assert "no DVC remote configured" in output
+    assert stages_run(output) == list(STAGES)

@@ -6,6 +6,8 @@
     digits bench                       training speed against plain Keras and the hardware
     digits preset presets/best.yaml    the `dvc exp run` arguments that apply a preset
     digits serve                       a web page: draw a digit, see the guess and the results
+    digits share                       share trainings through the DVC remote (run cache)
+    digits sweep GRID.yaml --shard 1/2 queue one machine's share of a parameter grid
 
 The pipeline itself runs with `dvc repro` (stages/*.py).
 """
@@ -14,7 +16,7 @@ import argparse
 import sys
 from types import ModuleType
 
-from digits import bench, compare, own, predict, presets, serve
+from digits import bench, compare, own, predict, presets, runcache, serve, sweep
 from digits.stage import run_tool
 
 COMMANDS: dict[str, ModuleType] = {
@@ -24,6 +26,8 @@ COMMANDS: dict[str, ModuleType] = {
     "bench": bench,
     "preset": presets,
     "serve": serve,
+    "share": runcache,
+    "sweep": sweep,
 }
 
 
