@@ -27,7 +27,8 @@ pytestmark = pytest.mark.integration
 SWEEP_TIMEOUT_S = 600
 # The README's comparison of experiments: metrics and the params that differ, best first.
 COMPARISON = (
-    *("exp", "show", "--only-changed", "--drop", "per_class|data/|src/|stages/|plots/"),
+    *("exp", "show", "--only-changed", "--drop"),
+    r"per_class|data/|src/|stages/|plots/|train\.(accuracy|loss)$|eval\.loss$|step$",
     *("--sort-by", "accuracy", "--sort-order", "desc"),
 )
 
@@ -167,12 +168,12 @@ def test_sweep_spread_over_three_machines(tiny_pipeline, tmp_path):
     git(compare, "switch", "-q", "-")
     shown = dvc(compare, *COMPARISON, "--csv", env=env).stdout.splitlines()
     assert shown[0].split(",") == [
-        *("Experiment", "rev", "typ", "Created", "accuracy", "loss", "errors"),
+        *("Experiment", "rev", "typ", "Created", "eval.accuracy", "accuracy", "loss", "errors"),
         *("train.seed", "train.epochs"),  # only the params that differ
     ]
     rows = [line.split(",") for line in shown[3:]]  # after the workspace and baseline rows
     assert [row[0] for row in rows][0] == best
-    assert [float(row[4]) for row in rows] == sorted(
+    assert [float(row[5]) for row in rows] == sorted(
         (e["accuracy"] for e in found.values()), reverse=True
     )
     assert len(dvc(compare, *COMPARISON, "--md", env=env).stdout) < 2000
