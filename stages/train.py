@@ -11,13 +11,13 @@ With TF_CONFIG set, trains as one of several workers (see src/digits/distribute.
 
 import logging
 import time
-from pathlib import Path
 
 from digits.data import load_split, mix_in, own_copies
 from digits.distribute import join_cluster
 from digits.files import atomic_paths, live_path
 from digits.params import load_params
 from digits.stage import progress_on_terminal, run_stage, stage_arguments
+from digits.tracking import live_logger
 
 log = logging.getLogger("train")
 
@@ -72,18 +72,6 @@ def main() -> None:
         save_model(model, model_tmp)
     if cluster.is_chief:
         log.info("wrote %s, %s and %s", args.model, args.history, args.live_dir)
-
-
-def live_logger(directory: Path):
-    """DVCLive's Keras callback, logging to ``directory`` only: its summary (last epoch and
-    step) and one TSV per metric, without timestamps. ``dvc.yaml`` stays hand-written, and no
-    experiment is saved or named here (`dvc exp run` does that)."""
-    from dvclive import Live
-    from dvclive.keras import DVCLiveCallback
-
-    logging.getLogger("dvclive").setLevel(logging.WARNING)  # not its "Logging to experiment"
-    live = Live(str(directory), dvcyaml=False, save_dvc_exp=False, report=None)
-    return DVCLiveCallback(live=live)
 
 
 if __name__ == "__main__":
