@@ -12,6 +12,7 @@ command also pushes every file the local run-cache records name and the local ca
 """
 
 import argparse
+import logging
 from pathlib import Path
 
 from digits.errors import DigitsError
@@ -33,6 +34,7 @@ def push_run_cache(root: Path, remote: str | None) -> tuple[int, int]:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
+    logging.getLogger("dvc").propagate = False  # DVC prints its own warnings; not twice
     try:
         with Repo(str(root)) as repo:
             pushed = repo.push(remote=remote, run_cache=True)
