@@ -22,7 +22,6 @@ Ctrl-C stops it. Port 0 takes any free port.
 import argparse
 import base64
 import dataclasses
-import hashlib
 import http.server
 import io
 import json
@@ -41,6 +40,7 @@ from PIL import Image
 
 from digits.data import scale_pixels
 from digits.errors import DigitsError
+from digits.fetch import md5_hex
 from digits.files import OutputError
 from digits.images import (
     TooManyPixelsError,
@@ -212,7 +212,7 @@ def web_files(web_dir, plot_dir: Path) -> dict[str, Response]:
 def describe_model(model_path: Path, project: Path) -> dict:
     """What /api/model says: the served model file's md5 beside the one dvc.lock records for
     it, the git commit, the test metrics and the figure URLs."""
-    md5 = hashlib.md5(model_path.read_bytes()).hexdigest()
+    md5 = md5_hex(model_path.read_bytes())
     locked = locked_md5(project / LOCK, MODEL)
     metrics_path = project / METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
