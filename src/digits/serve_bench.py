@@ -14,13 +14,13 @@ errors (any answer but 200, or no answer). Without ``--picture`` the body is a 2
 import http.client
 import io
 import json
-import math
 import statistics
 import threading
 import time
 import urllib.parse
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from digits.errors import DigitsError
@@ -98,9 +98,7 @@ def load(url: str, body: bytes, clients: int, requests: int) -> dict:
 
 def percentile(values: list[float], percent: float) -> float:
     """The ``percent``-th percentile of ``values`` (nearest rank: a value that occurred)."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(percent / 100 * len(ordered)))
-    return ordered[rank - 1]
+    return float(np.percentile(values, percent, method="inverted_cdf"))
 
 
 def run(server: str, clients: list[int], requests: int, picture: Path | None) -> None:
