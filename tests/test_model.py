@@ -41,7 +41,34 @@ def test_a_tiny_model_learns_digits_it_can_see():
     assert history["loss"][-1] < history["loss"][0]
 
 
-@pytest.mark.parametrize("params", [TINY, ALL_OPTIONS], ids=["plain", "all-options"])
+def test_mixed_bfloat16_multiplies_in_bfloat16_and_keeps_float32_weights_and_outputs():
+    model = build_model(dataclasses.replace(TINY, precision="mixed_bfloat16"), steps_per_epoch=4)
+    hidden = model.get_layer("hidden_1")
+    assert (hidden.compute_dtype, hidden.variable_dtype) == ("bfloat16", "float32")
+    assert model.get_layer("probabilities").compute_dtype == "float32"
+    assert {weight.dtype for weight in model.get_weights()} == {np.dtype("float32")}
+    probabilities = model.predict(random_data(4, 1)[0], verbose=0)
+    assert probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, rtol=1e-6)
+
+
+def test_mixed_bfloat16_learns_as_float32_does():
+    params = dataclasses.replace(TINY, hidden_units=(32,), dropout=(0.0,), epochs=8)
+    train, held_out = scaled(*tiny_digits(300, seed=1)), scaled(*tiny_digits(100, seed=2))
+    results = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        model, _ = trained(dataclasses.replace(params, precision=precision), data=(train, held_out))
+        results[precision] = model.predict(held_out[0], verbose=0).argmax(axis=1)
+    assert np.mean(results["mixed_bfloat16"] == held_out[1]) >= 0.9
+    assert np.mean(results["mixed_bfloat16"] != results["float32"]) <= 0.05
+
+
+BFLOAT16_OPTIONS = dataclasses.replace(ALL_OPTIONS, jit_compile=False, precision="mixed_bfloat16")
+
+
+@pytest.mark.parametrize(
+    "params", [TINY, ALL_OPTIONS, BFLOAT16_OPTIONS], ids=["plain", "all-options", "bfloat16"]
+)
 def test_training_twice_gives_identical_weights_and_history(params):
     first_model, first_history = trained(params)
     second_model, second_history = trained(params)

@@ -77,6 +77,7 @@ def test_integer_is_accepted_where_a_number_is_expected():
         ("train.learning_rate", "1e-3", "train.learning_rate: expected a number"),
         ("train.lr_schedule", "linear", "train.lr_schedule: expected one of constant, cosine"),
         ("train.jit_compile", "yes", "train.jit_compile: expected true or false"),
+        ("train.precision", "float16", "train.precision: expected one of float32, mixed_bfloat16"),
         ("train.seed", 2**32, "train.seed: expected 0 to 4294967295 (32 bits), got 4294967296"),
         ("preprocess.seed", -1, "preprocess.seed: expected 0 to 4294967295"),
         ("train.epochs", 10**6, "train.epochs: expected 1 to 10000"),

@@ -23,21 +23,32 @@ class TrainingError(DigitsError):
 
 def build_model(params: TrainParams, steps_per_epoch: int) -> keras.Sequential:
     """Return a compiled Sequential: Flatten -> [Dense(relu) -> Dropout] * n -> Dense(softmax),
-    its initial weights drawn from ``params.seed``."""
+    its initial weights drawn from ``params.seed``. The hidden layers compute in
+    ``params.precision`` (mixed_bfloat16: bfloat16 products of float32 weights)."""
     keras.utils.set_random_seed(params.seed)
     constraint = keras.constraints.MaxNorm(params.max_norm) if params.max_norm > 0 else None
+    hidden = keras.DTypePolicy(params.precision)
     layers = [keras.Input(shape=IMAGE_SHAPE), keras.layers.Flatten()]
     for index, (units, rate) in enumerate(
         zip(params.hidden_units, params.dropout, strict=True), start=1
     ):
         layers.append(
             keras.layers.Dense(
-                units, activation="relu", kernel_constraint=constraint, name=f"hidden_{index}"
+                units,
+                activation="relu",
+                kernel_constraint=constraint,
+                dtype=hidden,
+                name=f"hidden_{index}",
             )
         )
         if rate > 0:
-            layers.append(PhiloxDropout(rate, seed=params.seed + index, name=f"dropout_{index}"))
-    layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", name="probabilities"))
+            layers.append(
+                PhiloxDropout(rate, seed=params.seed + index, dtype=hidden, name=f"dropout_{index}")
+            )
+    # float32 whatever the precision: a bfloat16 softmax rounds probabilities to 3 digits
+    layers.append(
+        keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="probabilities")
+    )
     model = keras.Sequential(layers, name="digits")
     model.compile(
         optimizer=adam(params, steps_per_epoch),

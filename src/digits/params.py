@@ -26,6 +26,7 @@ from digits.yamlfile import load_yaml, show
 
 MNIST_FILES = ("train_images", "train_labels", "test_images", "test_labels")
 LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policies
 BAD_PICTURES = ("stop", "skip")  # what the own stage does with a picture it cannot use
 
 MAX_SEED = 2**32 - 1  # keras.utils.set_random_seed refuses more (it seeds NumPy's legacy RNG)
@@ -99,6 +100,7 @@ class TrainParams:
     epochs: int
     steps_per_execution: int
     jit_compile: bool
+    precision: str  # a Keras dtype policy: the hidden layers' compute dtype
     augment: AugmentParams
     own_share: float  # own-train copies per epoch, as a fraction of MNIST's training images
 
@@ -327,6 +329,12 @@ def _parse_train(section: "_Section", memory_bytes: int) -> TrainParams:
             expected=f"1 to {MAX_STEPS_PER_EXECUTION}",
         ),
         jit_compile=section.get("jit_compile", bool),
+        precision=section.get(
+            "precision",
+            str,
+            check=lambda v: v in PRECISIONS,
+            expected=f"one of {', '.join(PRECISIONS)}",
+        ),
         augment=_parse_augment(section.section("augment")),
         own_share=section.get("own_share", float, check=lambda v: 0 <= v <= 1, expected="0 to 1"),
     )
