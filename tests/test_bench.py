@@ -21,13 +21,17 @@ def test_training_flops_are_six_per_weight_per_image():
 
 @pytest.mark.integration
 def test_bench_runs_the_project_code_and_ends_with_its_json(tmp_path):
+    """Both configurations on tiny data; the default in bfloat16, so its limit is measured with
+    bfloat16 products while the seed's stays float32."""
     for split, seed in (("train", 1), ("validation", 2)):
         images, labels = tiny_digits(200, seed)
         save_split(tmp_path / "prepared", split, scale_pixels(images), labels)
+    settings = tiny_params(tiny_mnist_files())
+    settings["train"].update(precision="mixed_bfloat16", jit_compile=False)
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump(tiny_params(tiny_mnist_files())))
+    params.write_text(yaml.safe_dump(settings))
     done = subprocess.run(
-        [DIGITS, "bench", "--only", "seed", "--epochs", "1", "--repeats", "1"]
+        [DIGITS, "bench", "--epochs", "1", "--repeats", "1"]
         + ["--params", str(params), "--data-dir", str(tmp_path / "prepared")],
         capture_output=True,
         text=True,
@@ -35,7 +39,10 @@ def test_bench_runs_the_project_code_and_ends_with_its_json(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
-    assert set(result) == {"seed", "busy"}
-    seed = result["seed"]
-    assert seed["project_s_per_epoch"] > 0 and seed["baseline_s_per_epoch"] > 0
-    assert len(seed["project_runs"]) == len(seed["sgemm_gflops_runs"]) == 1
+    assert set(result) == {"seed", "default", "busy"}
+    for name, dtype in (("seed", "float32"), ("default", "bfloat16")):
+        measured = result[name]
+        assert measured["project_s_per_epoch"] > 0 and measured["baseline_s_per_epoch"] > 0
+        assert len(measured["project_runs"]) == len(measured["sgemm_gflops_runs"]) == 1
+        assert measured["sgemm_dtype"] == dtype
+        assert f"GFLOP/s in {dtype}" in done.stdout

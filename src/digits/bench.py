@@ -19,7 +19,8 @@ after the first (which traces and compiles); the two run ``--repeats`` times in 
 order and the medians are reported, since the CPU may be shared.
 
 The hardware limit is the network's training FLOPs per epoch (about 6 x the multiply-adds of one
-forward pass, per image) divided by this machine's float32 matrix-multiply rate, measured beside
+forward pass, per image) divided by this machine's matrix-multiply rate in the type the network
+multiplies in (float32, or bfloat16 for ``train.precision: mixed_bfloat16``), measured beside
 every round. When those measurements disagree by more than ``BUSY_SPREAD``, the machine was too
 busy to trust the figures, and the output says so. The last line is one JSON object:
 ``{"seed": {"ratio": ..., "ratio_to_limit": ...}, "default": {...}, "busy": false}``.
@@ -49,6 +50,7 @@ SEED_MODEL = {
     "warmup_epochs": 0,
     "steps_per_execution": 64,
     "jit_compile": False,
+    "precision": "float32",
 }
 NETWORK_ONLY = {
     "augment": AugmentParams(shift_px=0, rotation_deg=0, scale=0, elastic_px=0),
@@ -125,7 +127,7 @@ def measure(params: TrainParams, train, validation, repeats: int) -> dict:
     times: dict[str, list[float]] = {name: [] for name in models}
     rates = []
     for round_index in range(repeats):
-        rates.append(sgemm_gflops())
+        rates.append(sgemm_gflops(multiply_dtype(params)))
         names = list(models) if round_index % 2 == 0 else list(models)[::-1]
         for name in names:
             times[name].append(fits[name](models[name], params, train, validation))
@@ -143,17 +145,25 @@ def measure(params: TrainParams, train, validation, repeats: int) -> dict:
         "project_runs": [round(t, 3) for t in times["project"]],
         "training_gflop_per_epoch": round(flops / 1e9),
         "sgemm_gflops": round(gflops, 1),
+        "sgemm_dtype": multiply_dtype(params),
         "sgemm_gflops_runs": [round(rate) for rate in rates],
         "busy": max(rates) / min(rates) > BUSY_SPREAD,
     }
 
 
-def sgemm_gflops(repeats: int = 10) -> float:
-    """Median float32 matrix-multiply rate of TensorFlow on this machine, in GFLOP/s."""
+def multiply_dtype(params: TrainParams) -> str:
+    """The type of the hidden layers' matrix products: Keras' compute dtype of the policy."""
+    import keras
+
+    return keras.DTypePolicy(params.precision).compute_dtype
+
+
+def sgemm_gflops(dtype: str = "float32", repeats: int = 10) -> float:
+    """Median matrix-multiply rate of TensorFlow on this machine in ``dtype``, in GFLOP/s."""
     import tensorflow as tf
 
-    a = tf.random.stateless_uniform([SGEMM_SIZE, SGEMM_SIZE], seed=[1, 2])
-    b = tf.random.stateless_uniform([SGEMM_SIZE, SGEMM_SIZE], seed=[3, 4])
+    a = tf.cast(tf.random.stateless_uniform([SGEMM_SIZE, SGEMM_SIZE], seed=[1, 2]), dtype)
+    b = tf.cast(tf.random.stateless_uniform([SGEMM_SIZE, SGEMM_SIZE], seed=[3, 4]), dtype)
     tf.matmul(a, b).numpy()  # warm-up
     times = []
     for _ in range(repeats):
@@ -172,7 +182,7 @@ def training_flops_per_epoch(params: TrainParams, n_images: int) -> float:
 
 def plain_keras_model(params: TrainParams, train):
     """The project's network and hyperparameters in plain Keras: Keras' own Dropout and Adam,
-    compiled with Keras' defaults (one step per call, no XLA)."""
+    the same dtype policy, compiled with Keras' defaults (one step per call, no XLA)."""
     import keras
 
     from digits.batches import steps_per_epoch
@@ -181,10 +191,10 @@ def plain_keras_model(params: TrainParams, train):
     keras.utils.set_random_seed(params.seed)
     layers = [keras.Input(shape=IMAGE_SHAPE), keras.layers.Flatten()]
     for units, rate in zip(params.hidden_units, params.dropout, strict=True):
-        layers.append(keras.layers.Dense(units, activation="relu"))
+        layers.append(keras.layers.Dense(units, activation="relu", dtype=params.precision))
         if rate > 0:
-            layers.append(keras.layers.Dropout(rate))
-    layers.append(keras.layers.Dense(N_CLASSES, activation="softmax"))
+            layers.append(keras.layers.Dropout(rate, dtype=params.precision))
+    layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32"))
     model = keras.Sequential(layers)
     schedule = learning_rate_schedule(params, steps_per_epoch(len(train[0]), params.batch_size))
     model.compile(
@@ -251,7 +261,7 @@ def print_row(name: str, params: TrainParams, result: dict) -> None:
         f" | plain Keras {result['baseline_s_per_epoch']:6.2f} s/epoch"
         f" | project {result['project_s_per_epoch']:6.2f} s/epoch ({result['ratio']:.2f}x)"
         f" | limit {result['limit_s_per_epoch']:5.2f} s/epoch"
-        f" at {result['sgemm_gflops']:.0f} GFLOP/s"
+        f" at {result['sgemm_gflops']:.0f} GFLOP/s in {result['sgemm_dtype']}"
         f" ({result['ratio_to_limit']:.2f}x the limit)",
         flush=True,
     )
