@@ -47,3 +47,16 @@ def test_the_affine_kernel_samples_as_the_general_sampler_does():
     general = distort_images(x, np.array([5, 6], dtype=np.int64), tiny_field).numpy()
     np.testing.assert_allclose(fast, general, atol=1e-5)
     assert not np.allclose(fast, x)
+
+
+def test_shifts_and_zoom_alone_sample_as_the_affine_kernel_does():
+    """Without rotation, rows and columns move independently: the separable resampling reads the
+    same pixels, with the same draws, as TensorFlow's transform kernel."""
+    x, _ = random_data(16, 6)
+    axis_aligned = AugmentParams(shift_px=2.5, rotation_deg=0, scale=0.15, elastic_px=0)
+    separable = distort_images(x, np.array([7, 8], dtype=np.int64), axis_aligned).numpy()
+    # A rotation of at most 1e-9 degrees draws the same shifts and zoom, through the kernel.
+    kernel_path = AugmentParams(shift_px=2.5, rotation_deg=1e-9, scale=0.15, elastic_px=0)
+    kernel = distort_images(x, np.array([7, 8], dtype=np.int64), kernel_path).numpy()
+    np.testing.assert_allclose(separable, kernel, atol=1e-5)
+    assert not np.allclose(separable, x)

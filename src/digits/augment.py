@@ -20,7 +20,7 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
     field). ``seed`` is int64 (2,): the same seed gives the same images. Without the field, the
     affine map alone goes through TensorFlow's own image-transform kernel: the same sampling
     (tests/test_augment.py), 2.7x faster than ``_sample_bilinear`` (2.8 vs 7.5 ms a batch of
-    256), which is what the default's shifts cost.
+    256); without rotation too (the default's shifts), through ``_resample_separable``.
     """
     count = tf.shape(images)[0]
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
@@ -40,6 +40,8 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
     )
     # Inverse map: where in the input does each output pixel come from.
     cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
+    if augment.elastic_px == 0 and augment.rotation_deg == 0:
+        return _resample_separable(images, zoom, shift, (centre_y, centre_x))
     if augment.elastic_px == 0:
         return _transform_affine(images, cos, sin, shift, (centre_y, centre_x))
     source_y = cos * grid_y - sin * grid_x + centre_y - shift[..., 0]
@@ -47,6 +49,28 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
     offsets = uniform(augment.elastic_px, [count, ELASTIC_GRID, ELASTIC_GRID, 2], seeds[3])
     field = tf.image.resize(offsets, IMAGE_SHAPE, method="bicubic")
     return _sample_bilinear(images, source_y + field[..., 0], source_x + field[..., 1])
+
+
+def _resample_separable(images, zoom, shift, centre) -> tf.Tensor:
+    """The inverse map of ``distort_images`` without rotation or field, which moves rows and
+    columns independently: bilinear reading along each axis is a matrix of tent weights
+    max(0, 1 - |k - source|) (zero beyond the edge), so the image is ``rows @ image @ columns^T``,
+    two small batched matrix products instead of a gather per pixel."""
+    rows, columns = IMAGE_SHAPE
+    centre_y, centre_x = centre
+    zoom = tf.reshape(zoom, [-1, 1, 1])
+
+    def tents(size: int, centre: float, shift: tf.Tensor) -> tf.Tensor:
+        positions = tf.range(size, dtype=tf.float32)[None, :, None]  # output pixel i
+        source = (positions - centre) / zoom + centre - tf.reshape(shift, [-1, 1, 1])
+        return tf.nn.relu(1 - tf.abs(tf.range(size, dtype=tf.float32)[None, None, :] - source))
+
+    return tf.einsum(
+        "bik,bkl,bjl->bij",
+        tents(rows, centre_y, shift[..., 0]),
+        images,
+        tents(columns, centre_x, shift[..., 1]),
+    )
 
 
 def _transform_affine(images, cos, sin, shift, centre) -> tf.Tensor:
