@@ -57,7 +57,9 @@ def test_mixed_bfloat16_learns_as_float32_does():
     train, held_out = scaled(*tiny_digits(300, seed=1)), scaled(*tiny_digits(100, seed=2))
     results = {}
     for precision in ("float32", "mixed_bfloat16"):
-        model, _ = trained(dataclasses.replace(params, precision=precision), data=(train, held_out))
+        model, _ = trained(
+            dataclasses.replace(params, precision=precision), data=(train, held_out)
+        )
         results[precision] = model.predict(held_out[0], verbose=0).argmax(axis=1)
     assert np.mean(results["mixed_bfloat16"] == held_out[1]) >= 0.9
     assert np.mean(results["mixed_bfloat16"] != results["float32"]) <= 0.05

@@ -167,8 +167,8 @@ def test_training_memory_worked_out_by_hand():
 def test_model_too_large_for_memory_is_refused_with_the_estimate():
     message = error_for(with_change("train.hidden_units", [2_000_000]), memory_bytes=16 * 10**9)
     assert message.startswith(
-        "params.yaml: train.hidden_units: training [2000000] with batch_size 256 needs about "
-        "47.4 GB (1,590,000,010 weights"
+        "params.yaml: train.hidden_units: training [2000000] with batch_size 250 needs about "
+        "47.2 GB (1,590,000,010 weights"
     )
     assert message.endswith(
         "more than the 16.0 GB of memory here: use fewer or narrower hidden layers, or a smaller "

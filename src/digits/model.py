@@ -43,7 +43,9 @@ def build_model(params: TrainParams, steps_per_epoch: int) -> keras.Sequential:
         )
         if rate > 0:
             layers.append(
-                PhiloxDropout(rate, seed=params.seed + index, dtype=hidden, name=f"dropout_{index}")
+                PhiloxDropout(
+                    rate, seed=params.seed + index, dtype=hidden, name=f"dropout_{index}"
+                )
             )
     # float32 whatever the precision: a bfloat16 softmax rounds probabilities to 3 digits
     layers.append(
