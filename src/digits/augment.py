@@ -38,10 +38,10 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
         tf.range(columns, dtype=tf.float32) - centre_x,
         indexing="ij",
     )
-    # Inverse map: where in the input does each output pixel come from.
-    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
     if augment.elastic_px == 0 and augment.rotation_deg == 0:
         return _resample_separable(images, zoom, shift, (centre_y, centre_x))
+    # Inverse map: where in the input does each output pixel come from.
+    cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
     if augment.elastic_px == 0:
         return _transform_affine(images, cos, sin, shift, (centre_y, centre_x))
     source_y = cos * grid_y - sin * grid_x + centre_y - shift[..., 0]

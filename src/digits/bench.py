@@ -186,6 +186,7 @@ def plain_keras_model(params: TrainParams, train):
     import keras
 
     from digits.batches import steps_per_epoch
+    from digits.model import PROBABILITIES_DTYPE
     from digits.optimizer import learning_rate_schedule
 
     keras.utils.set_random_seed(params.seed)
@@ -194,7 +195,7 @@ def plain_keras_model(params: TrainParams, train):
         layers.append(keras.layers.Dense(units, activation="relu", dtype=params.precision))
         if rate > 0:
             layers.append(keras.layers.Dropout(rate, dtype=params.precision))
-    layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32"))
+    layers.append(keras.layers.Dense(N_CLASSES, activation="softmax", dtype=PROBABILITIES_DTYPE))
     model = keras.Sequential(layers)
     schedule = learning_rate_schedule(params, steps_per_epoch(len(train[0]), params.batch_size))
     model.compile(

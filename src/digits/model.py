@@ -16,6 +16,9 @@ from digits.optimizer import adam
 from digits.params import TrainParams
 from digits.stopping import stop_on_signals
 
+# Whatever train.precision is: a bfloat16 softmax would round probabilities to 3 digits.
+PROBABILITIES_DTYPE = "float32"
+
 
 class TrainingError(DigitsError):
     """Training diverged: the loss is no longer a finite number."""
@@ -47,9 +50,10 @@ def build_model(params: TrainParams, steps_per_epoch: int) -> keras.Sequential:
                     rate, seed=params.seed + index, dtype=hidden, name=f"dropout_{index}"
                 )
             )
-    # float32 whatever the precision: a bfloat16 softmax rounds probabilities to 3 digits
     layers.append(
-        keras.layers.Dense(N_CLASSES, activation="softmax", dtype="float32", name="probabilities")
+        keras.layers.Dense(
+            N_CLASSES, activation="softmax", dtype=PROBABILITIES_DTYPE, name="probabilities"
+        )
     )
     model = keras.Sequential(layers, name="digits")
     model.compile(
