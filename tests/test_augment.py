@@ -1,9 +1,10 @@
 """Augmentation: off is the identity; on, it is seeded and reads the images bilinearly."""
 
 import numpy as np
+import tensorflow as tf
 from conftest import ALL_OPTIONS, NO_AUGMENT, random_data
 
-from digits.augment import _sample_bilinear, distort_images
+from digits.augment import ELASTIC_GRID, _bicubic_rows, _sample_bilinear, distort_images
 from digits.params import AugmentParams
 
 
@@ -60,3 +61,15 @@ def test_shifts_and_zoom_alone_sample_as_the_affine_kernel_does():
     kernel = distort_images(x, np.array([7, 8], dtype=np.int64), kernel_path).numpy()
     np.testing.assert_allclose(separable, kernel, atol=1e-5)
     assert not np.allclose(separable, x)
+
+
+def test_the_field_is_the_bicubic_resize_of_its_offsets():
+    """The compiled elastic path resizes the offsets by two matrix products: they must give what
+    ``tf.image.resize`` gives, for offsets that differ along both axes."""
+    rng = np.random.default_rng(7)
+    offsets = rng.uniform(-2, 2, (3, ELASTIC_GRID, ELASTIC_GRID, 2)).astype(np.float32)
+    expected = tf.image.resize(offsets, (28, 28), method="bicubic").numpy()
+    rows = _bicubic_rows().numpy()
+    np.testing.assert_allclose(
+        np.einsum("ik,bklc,jl->bijc", rows, offsets, rows), expected, atol=1e-5
+    )

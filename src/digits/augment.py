@@ -9,6 +9,7 @@ from digits.mnist import IMAGE_SHAPE
 from digits.params import AugmentParams
 
 ELASTIC_GRID = 4  # control points per side: one random push every ~9 pixels, smooth in between
+CENTRE = ((IMAGE_SHAPE[0] - 1) / 2, (IMAGE_SHAPE[1] - 1) / 2)  # rotations and zooms pivot here
 
 
 def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Tensor:
@@ -17,10 +18,12 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
     Every output pixel reads the input, bilinearly, at its position mapped by the image's own
     random affine transform plus a smooth displacement field (a random ``ELASTIC_GRID`` square
     of offsets resized bicubically to 28x28, a cheap stand-in for Simard's Gaussian-smoothed
-    field). ``seed`` is int64 (2,): the same seed gives the same images. Without the field, the
-    affine map alone goes through TensorFlow's own image-transform kernel: the same sampling
-    (tests/test_augment.py), 2.7x faster than ``_sample_bilinear`` (2.8 vs 7.5 ms a batch of
-    256); without rotation too (the default's shifts), through ``_resample_separable``.
+    field). ``seed`` is int64 (2,): the same seed gives the same images. The random draws are
+    the same whichever path samples them:
+    - with a field, ``_warp_elastic``, compiled by XLA;
+    - the affine map alone, TensorFlow's own image-transform kernel (the same sampling,
+      tests/test_augment.py; 2.7x faster than ``_sample_bilinear`` op by op);
+    - without rotation too (the default's shifts), ``_resample_separable``.
     """
     count = tf.shape(images)[0]
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
@@ -31,33 +34,54 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
     angle = uniform(math.radians(augment.rotation_deg), [count, 1, 1], seeds[0])
     zoom = 1.0 + uniform(augment.scale, [count, 1, 1], seeds[1])
     shift = uniform(augment.shift_px, [count, 1, 1, 2], seeds[2])
+    if augment.elastic_px == 0 and augment.rotation_deg == 0:
+        return _resample_separable(images, zoom, shift)
+    if augment.elastic_px == 0:
+        return _transform_affine(images, angle, zoom, shift)
+    offsets = uniform(augment.elastic_px, [count, ELASTIC_GRID, ELASTIC_GRID, 2], seeds[3])
+    return _warp_elastic(images, angle, zoom, shift, offsets, _bicubic_rows())
+
+
+def _source_grid(angle, zoom, shift) -> tuple[tf.Tensor, tf.Tensor]:
+    """The inverse affine map: where in the input each output pixel comes from, (b, 28, 28)
+    rows and columns."""
     rows, columns = IMAGE_SHAPE
-    centre_y, centre_x = (rows - 1) / 2, (columns - 1) / 2
     grid_y, grid_x = tf.meshgrid(
-        tf.range(rows, dtype=tf.float32) - centre_y,
-        tf.range(columns, dtype=tf.float32) - centre_x,
+        tf.range(rows, dtype=tf.float32) - CENTRE[0],
+        tf.range(columns, dtype=tf.float32) - CENTRE[1],
         indexing="ij",
     )
-    if augment.elastic_px == 0 and augment.rotation_deg == 0:
-        return _resample_separable(images, zoom, shift, (centre_y, centre_x))
-    # Inverse map: where in the input does each output pixel come from.
     cos, sin = tf.cos(angle) / zoom, tf.sin(angle) / zoom
-    if augment.elastic_px == 0:
-        return _transform_affine(images, cos, sin, shift, (centre_y, centre_x))
-    source_y = cos * grid_y - sin * grid_x + centre_y - shift[..., 0]
-    source_x = sin * grid_y + cos * grid_x + centre_x - shift[..., 1]
-    offsets = uniform(augment.elastic_px, [count, ELASTIC_GRID, ELASTIC_GRID, 2], seeds[3])
-    field = tf.image.resize(offsets, IMAGE_SHAPE, method="bicubic")
+    source_y = cos * grid_y - sin * grid_x + CENTRE[0] - shift[..., 0]
+    source_x = sin * grid_y + cos * grid_x + CENTRE[1] - shift[..., 1]
+    return source_y, source_x
+
+
+@tf.function(jit_compile=True)
+def _warp_elastic(images, angle, zoom, shift, offsets, bicubic_rows) -> tf.Tensor:
+    """Sample ``images`` along the affine map plus the displacement field: ``offsets``
+    (b, G, G, 2) resized bicubically to 28x28, as the two matrix products that resize is
+    (``bicubic_rows`` from ``_bicubic_rows``; XLA has no kernel for the resize op). Compiled
+    by XLA into a few fused loops: 1.1 ms a batch of 128 instead of 3.6 op by op."""
+    source_y, source_x = _source_grid(angle, zoom, shift)
+    field = tf.einsum("ik,bklc,jl->bijc", bicubic_rows, offsets, bicubic_rows)
     return _sample_bilinear(images, source_y + field[..., 0], source_x + field[..., 1])
 
 
-def _resample_separable(images, zoom, shift, centre) -> tf.Tensor:
+def _bicubic_rows() -> tf.Tensor:
+    """(28, G): the weight of each control point in each pixel row of a bicubic resize, read
+    off ``tf.image.resize`` itself by resizing the G one-hot rows (constant along columns)."""
+    one_hot_rows = tf.tile(tf.eye(ELASTIC_GRID)[:, :, None, None], [1, 1, ELASTIC_GRID, 1])
+    resized = tf.image.resize(one_hot_rows, IMAGE_SHAPE, method="bicubic")  # (G, 28, 28, 1)
+    return tf.transpose(resized[:, :, 0, 0])
+
+
+def _resample_separable(images, zoom, shift) -> tf.Tensor:
     """The inverse map of ``distort_images`` without rotation or field, which moves rows and
     columns independently: bilinear reading along each axis is a matrix of tent weights
     max(0, 1 - |k - source|) (zero beyond the edge), so the image is ``rows @ image @ columns^T``,
     two small batched matrix products instead of a gather per pixel."""
     rows, columns = IMAGE_SHAPE
-    centre_y, centre_x = centre
     zoom = tf.reshape(zoom, [-1, 1, 1])
 
     def tents(size: int, centre: float, shift: tf.Tensor) -> tf.Tensor:
@@ -67,18 +91,19 @@ def _resample_separable(images, zoom, shift, centre) -> tf.Tensor:
 
     return tf.einsum(
         "bik,bkl,bjl->bij",
-        tents(rows, centre_y, shift[..., 0]),
+        tents(rows, CENTRE[0], shift[..., 0]),
         images,
-        tents(columns, centre_x, shift[..., 1]),
+        tents(columns, CENTRE[1], shift[..., 1]),
     )
 
 
-def _transform_affine(images, cos, sin, shift, centre) -> tf.Tensor:
+def _transform_affine(images, angle, zoom, shift) -> tf.Tensor:
     """The inverse map of ``distort_images`` without a field, as the projective transform
     (x, y) -> (a0 x + a1 y + a2, b0 x + b1 y + b2) of TensorFlow's kernel; outside is 0."""
-    cos, sin = tf.reshape(cos, [-1, 1]), tf.reshape(sin, [-1, 1])
+    cos = tf.reshape(tf.cos(angle) / zoom, [-1, 1])
+    sin = tf.reshape(tf.sin(angle) / zoom, [-1, 1])
     shift_y, shift_x = tf.reshape(shift[..., 0], [-1, 1]), tf.reshape(shift[..., 1], [-1, 1])
-    centre_y, centre_x = centre
+    centre_y, centre_x = CENTRE
     transforms = tf.concat(
         [
             cos,
