@@ -12,7 +12,7 @@ With TF_CONFIG set, trains as one of several workers (see src/digits/distribute.
 import logging
 import time
 
-from digits.data import load_split, mix_in, own_copies
+from digits.data import load_split, mix_in, own_count
 from digits.distribute import join_cluster
 from digits.files import atomic_paths, live_path
 from digits.params import load_params
@@ -31,8 +31,8 @@ def main() -> None:
     params = cluster.params
     own_train = load_split(args.own_dir, "train", stage="own", may_be_empty=True)
     mnist_train = load_split(args.data_dir, "train")
-    copies = own_copies(len(mnist_train[0]), len(own_train[0]), params.own_share)
-    train = mix_in(mnist_train, own_train, copies)
+    n_own = own_count(len(mnist_train[0]), len(own_train[0]), params.own_share, params.batch_size)
+    train = mix_in(mnist_train, own_train, n_own)
     validation = load_split(args.data_dir, "validation")
 
     import keras
@@ -43,13 +43,13 @@ def main() -> None:
 
     with cluster.scope():
         model = build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
+    own = f" ({n_own} of them from {len(own_train[0])} own pictures)" if n_own else ""
     log.info(
-        "model %s: %d parameters; %d training (%d own x %d), %d validation images",
+        "model %s: %d parameters; %d training images%s, %d validation images",
         "-".join(map(str, params.hidden_units)),
         model.count_params(),
         len(train[0]),
-        len(own_train[0]),
-        copies,
+        own,
         len(validation[0]),
     )
 

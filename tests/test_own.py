@@ -17,7 +17,7 @@ from conftest import ALWAYS_RUN, GIT, commit_all, dvc, stages_run, venv_env
 from PIL import Image, ImageDraw
 
 from digits.cli import main
-from digits.data import load_split, mix_in, own_copies, save_split
+from digits.data import load_split, mix_in, own_count, save_split
 from digits.errors import DigitsError
 from digits.evaluation import MIN_PER_CLASS, metrics_on_own_test
 from digits.images import ImageError, picture_frame
@@ -284,28 +284,39 @@ def test_a_tracking_file_that_dvc_add_did_not_write_is_named(tmp_path, text):
         pictures_version(tmp_path / "own")
 
 
-def test_own_train_is_mixed_in_as_many_times_as_asked():
+def test_own_train_is_mixed_in_in_order_as_many_times_as_asked():
     train = (np.zeros((5, 28, 28), np.float32), np.zeros(5, np.uint8))
     own = (np.ones((2, 28, 28), np.float32), np.array([3, 4], np.uint8))
-    x, y = mix_in(train, own, copies=3)
-    assert x.shape == (11, 28, 28) and y.tolist() == [0] * 5 + [3, 4] * 3
+    x, y = mix_in(train, own, count=7)
+    assert x.shape == (12, 28, 28) and y.tolist() == [0] * 5 + [3, 4, 3, 4, 3, 4, 3]
     assert x[5:].min() == 1 and x[:5].max() == 0
 
 
 @pytest.mark.parametrize(
-    ("n_own", "share", "copies"),
-    [(211, 0.04, 10), (20, 0.04, 108), (5000, 0.04, 1), (211, 0.0, 0), (0, 0.04, 0)],
+    ("n_own", "share", "batch_size", "count"),
+    [
+        (211, 0.04, 250, 2110 + 140),  # 10 copies, then 140 more: 56,250 = 225 full batches
+        (20, 0.04, 250, 2160 + 90),  # 108 copies
+        (5000, 0.04, 250, 5000 + 0),  # 59,000 is 236 batches already
+        (211, 0.04, 1, 2110),
+        (211, 0.0, 250, 0),
+        (0, 0.04, 250, 0),
+    ],
 )
-def test_own_pictures_are_repeated_to_their_share_of_an_epoch(n_own, share, copies):
-    assert own_copies(54_000, n_own, share) == copies
+def test_own_pictures_are_repeated_to_their_share_then_fill_the_last_batch(
+    n_own, share, batch_size, count
+):
+    assert own_count(54_000, n_own, share, batch_size) == count
+    if count:
+        assert (54_000 + count) % batch_size == 0
 
 
 def test_without_own_pictures_training_gets_its_arrays_untouched():
     train = (np.zeros((5, 28, 28), np.float32), np.zeros(5, np.uint8))
     no_pictures = (np.zeros((0, 28, 28), np.float32), np.zeros(0, np.uint8))
     own = (np.ones((2, 28, 28), np.float32), np.array([3, 4], np.uint8))
-    assert mix_in(train, no_pictures, copies=10) is train
-    assert mix_in(train, own, copies=0) is train
+    assert mix_in(train, no_pictures, count=10) is train
+    assert mix_in(train, own, count=0) is train
 
 
 def test_empty_own_arrays_load_only_where_allowed(tmp_path):

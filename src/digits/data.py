@@ -63,26 +63,32 @@ def load_split(
     return x, y
 
 
-def own_copies(n_train: int, n_own: int, share: float) -> int:
-    """How many copies of ``n_own`` own pictures make about ``share`` x ``n_train``: at least
-    one when ``share`` > 0, none when it is 0 or there are no own pictures. A share rather
-    than a count, so that a handful of pictures gets heard and thousands do not drown MNIST."""
+def own_count(n_train: int, n_own: int, share: float, batch_size: int) -> int:
+    """How many own images an epoch mixes into ``n_train`` MNIST images: whole copies of the
+    ``n_own`` pictures making about ``share`` x ``n_train`` (at least one when ``share`` > 0),
+    then as many more as fill the epoch's last batch, since a smaller last batch makes XLA
+    compile the training step a second time. None when ``share`` is 0 or there are no own
+    pictures. A share rather than a count, so that a handful of pictures gets heard and
+    thousands do not drown MNIST."""
     if share == 0 or n_own == 0:
         return 0
-    return max(1, round(share * n_train / n_own))
+    whole_copies = max(1, round(share * n_train / n_own)) * n_own
+    return whole_copies + (-(n_train + whole_copies)) % batch_size
 
 
 def mix_in(
-    train: tuple[np.ndarray, np.ndarray], extra: tuple[np.ndarray, np.ndarray], copies: int
+    train: tuple[np.ndarray, np.ndarray], extra: tuple[np.ndarray, np.ndarray], count: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``train`` (x (n, 28, 28), y (n,)) with ``copies`` copies of ``extra`` (x (m, 28, 28),
-    y (m,)) appended: (n + copies * m, ...). ``train`` itself, untouched, when there is nothing
-    to add, so that training without own pictures is exactly training without this step."""
-    if copies == 0 or len(extra[0]) == 0:
+    """``train`` (x (n, 28, 28), y (n,)) with ``count`` images of ``extra`` (x (m, 28, 28),
+    y (m,)) appended, going through ``extra`` in order as many times as it takes. ``train``
+    itself, untouched, when there is nothing to add, so that training without own pictures
+    is exactly training without this step."""
+    if count == 0 or len(extra[0]) == 0:
         return train
-    x = np.concatenate([train[0], *[extra[0]] * copies])
-    y = np.concatenate([train[1], *[extra[1]] * copies])
-    return x, y
+    repeated = np.arange(count) % len(extra[0])
+    return np.concatenate([train[0], extra[0][repeated]]), np.concatenate(
+        [train[1], extra[1][repeated]]
+    )
 
 
 def _count_problem(
