@@ -62,7 +62,7 @@ def _warp_elastic(images, angle, zoom, shift, offsets, bicubic_rows) -> tf.Tenso
     """Sample ``images`` along the affine map plus the displacement field: ``offsets``
     (b, G, G, 2) resized bicubically to 28x28, as the two matrix products that resize is
     (``bicubic_rows`` from ``_bicubic_rows``; XLA has no kernel for the resize op). Compiled
-    by XLA into a few fused loops: 1.1 ms a batch of 128 instead of 3.6 op by op."""
+    by XLA into a few fused loops: 1.3 ms a batch of 128 instead of 3.6 op by op."""
     source_y, source_x = _source_grid(angle, zoom, shift)
     field = tf.einsum("ik,bklc,jl->bijc", bicubic_rows, offsets, bicubic_rows)
     return _sample_bilinear(images, source_y + field[..., 0], source_x + field[..., 1])

@@ -85,10 +85,10 @@ def mix_in(
     is exactly training without this step."""
     if count == 0 or len(extra[0]) == 0:
         return train
-    repeated = np.arange(count) % len(extra[0])
-    return np.concatenate([train[0], extra[0][repeated]]), np.concatenate(
-        [train[1], extra[1][repeated]]
-    )
+    picks = np.arange(count) % len(extra[0])
+    x = np.concatenate([train[0], extra[0][picks]])
+    y = np.concatenate([train[1], extra[1][picks]])
+    return x, y
 
 
 def _count_problem(
