@@ -11,11 +11,12 @@ activations, dropout, loss, optimizer, data or Keras. It prints each time as a m
 limit, measured with the same sgemm rate as the benchmark, before and after.
 """
 
+import dataclasses
 import itertools
 import statistics
 import time
 
-from digits.bench import SEED_MODEL, sgemm_gflops
+from digits.bench import SEED_MODEL, sgemm_gflops, training_flops_per_epoch
 from digits.params import layer_widths, load_params
 from digits.paths import PARAMS, in_project
 from digits.stage import quiet_tensorflow
@@ -66,20 +67,16 @@ def products_seconds(widths: list[int], batch_size: int, jit_compile: bool) -> f
 def main() -> None:
     quiet_tensorflow()
     default = load_params(in_project(PARAMS)).train
-    networks = {
-        "seed": (SEED_MODEL["hidden_units"], SEED_MODEL["batch_size"]),
-        "default": (default.hidden_units, default.batch_size),
-    }
-    for name, (hidden_units, batch_size) in networks.items():
-        widths = layer_widths(hidden_units)
+    networks = {"seed": dataclasses.replace(default, **SEED_MODEL), "default": default}
+    for name, params in networks.items():
+        widths, batch_size = layer_widths(params.hidden_units), params.batch_size
         rate_before = sgemm_gflops()
         seconds = {jit: products_seconds(widths, batch_size, jit) for jit in (False, True)}
-        rates = [rate_before, sgemm_gflops()]
-        flops = 6 * sum(a * b for a, b in itertools.pairwise(widths)) * TRAINING_IMAGES
-        limit = flops / (statistics.mean(rates) * 1e9)
+        rate = statistics.mean([rate_before, sgemm_gflops()])
+        limit = training_flops_per_epoch(params, TRAINING_IMAGES) / (rate * 1e9)
         print(
-            f"{name:8s} {'-'.join(map(str, hidden_units)):>8s} batch {batch_size:4d}"
-            f" | limit {limit:.3f} s/epoch at {statistics.mean(rates):.0f} GFLOP/s"
+            f"{name:8s} {'-'.join(map(str, params.hidden_units)):>8s} batch {batch_size:4d}"
+            f" | limit {limit:.3f} s/epoch at {rate:.0f} GFLOP/s"
             f" | products alone: op by op {seconds[False]:.3f} s ({seconds[False] / limit:.2f}x),"
             f" XLA {seconds[True]:.3f} s ({seconds[True] / limit:.2f}x)",
             flush=True,
