@@ -4,7 +4,13 @@ import numpy as np
 import tensorflow as tf
 from conftest import ALL_OPTIONS, NO_AUGMENT, random_data
 
-from digits.augment import ELASTIC_GRID, _bicubic_rows, _sample_bilinear, distort_images
+from digits.augment import (
+    ELASTIC_GRID,
+    _bicubic_rows,
+    _sample_bilinear,
+    _shift_bilinear,
+    distort_images,
+)
 from digits.params import AugmentParams
 
 
@@ -61,6 +67,31 @@ def test_shifts_and_zoom_alone_sample_as_the_affine_kernel_does():
     kernel = distort_images(x, np.array([7, 8], dtype=np.int64), kernel_path).numpy()
     np.testing.assert_allclose(separable, kernel, atol=1e-5)
     assert not np.allclose(separable, x)
+
+
+def test_shifts_alone_sample_as_the_separable_path_does():
+    """Shifts without zoom take the sum of whole-pixel shifts; with a zoom of at most 1e-9 the
+    same draws go through the separable products, and both read the same pixels."""
+    x, _ = random_data(16, 9)
+    for shift_px in (1, 2.5):
+        shifts = AugmentParams(shift_px=shift_px, rotation_deg=0, scale=0, elastic_px=0)
+        summed = distort_images(x, np.array([3, 4], dtype=np.int64), shifts).numpy()
+        products_path = AugmentParams(shift_px=shift_px, rotation_deg=0, scale=1e-9, elastic_px=0)
+        products = distort_images(x, np.array([3, 4], dtype=np.int64), products_path).numpy()
+        np.testing.assert_allclose(summed, products, atol=1e-5)
+        assert not np.allclose(summed, x)
+
+
+def test_a_shift_moves_the_picture_down_and_right():
+    image = np.zeros((1, 28, 28), dtype=np.float32)
+    image[0, 10, 12] = 1.0
+    shift = np.array([[[[1.0, 0.5]]]], dtype=np.float32)  # (b, 1, 1, [down, right])
+    moved = _shift_bilinear(image, shift, 1).numpy()
+    assert moved[0, 11, 12] == 0.5 and moved[0, 11, 13] == 0.5
+    assert moved.sum() == 1.0
+    edge = np.zeros_like(image)
+    edge[0, 27, 0] = 1.0
+    assert not _shift_bilinear(edge, shift, 1).numpy().any()  # moved out of the picture
 
 
 def test_the_field_is_the_bicubic_resize_of_its_offsets():

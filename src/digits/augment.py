@@ -23,7 +23,8 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
     - with a field, ``_warp_elastic``, compiled by XLA;
     - the affine map alone, TensorFlow's own image-transform kernel (the same sampling,
       tests/test_augment.py; 2.7x faster than ``_sample_bilinear`` op by op);
-    - without rotation too (the default's shifts), ``_resample_separable``.
+    - without rotation, ``_resample_separable``;
+    - shifts alone (the default), ``_shift_bilinear``, compiled by XLA.
     """
     count = tf.shape(images)[0]
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
@@ -34,6 +35,8 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
     angle = uniform(math.radians(augment.rotation_deg), [count, 1, 1], seeds[0])
     zoom = 1.0 + uniform(augment.scale, [count, 1, 1], seeds[1])
     shift = uniform(augment.shift_px, [count, 1, 1, 2], seeds[2])
+    if augment.elastic_px == 0 and augment.rotation_deg == 0 and augment.scale == 0:
+        return _shift_bilinear(images, shift, math.ceil(augment.shift_px))
     if augment.elastic_px == 0 and augment.rotation_deg == 0:
         return _resample_separable(images, zoom, shift)
     if augment.elastic_px == 0:
@@ -74,6 +77,28 @@ def _bicubic_rows() -> tf.Tensor:
     one_hot_rows = tf.tile(tf.eye(ELASTIC_GRID)[:, :, None, None], [1, 1, ELASTIC_GRID, 1])
     resized = tf.image.resize(one_hot_rows, IMAGE_SHAPE, method="bicubic")  # (G, 28, 28, 1)
     return tf.transpose(resized[:, :, 0, 0])
+
+
+@tf.function(jit_compile=True)
+def _shift_bilinear(images, shift, reach: int) -> tf.Tensor:
+    """The inverse map of ``distort_images`` for shifts alone, at most ``reach`` pixels: a
+    pixel reads the input ``d`` rows up with the tent weight max(0, 1 - |d - shift|), so the
+    image is a weighted sum of its (2 reach + 1)^2 whole-pixel shifts, which XLA fuses into one
+    loop: 0.44 ms a batch of 250 at reach 1 (0.62 at reach 3), against 1.1 for the separable
+    products."""
+    rows, columns = IMAGE_SHAPE
+    padded = tf.pad(images, [[0, 0], [reach, reach], [reach, reach]])  # zeros beyond the edge
+    offsets = range(-reach, reach + 1)
+    moved = 0.0
+    for down in offsets:
+        row_weight = tf.nn.relu(1 - tf.abs(down - shift[..., 0]))
+        for right in offsets:
+            column_weight = tf.nn.relu(1 - tf.abs(right - shift[..., 1]))
+            window = padded[
+                :, reach - down : reach - down + rows, reach - right : reach - right + columns
+            ]
+            moved += row_weight * column_weight * window
+    return moved
 
 
 def _resample_separable(images, zoom, shift) -> tf.Tensor:

@@ -2,6 +2,7 @@
 TensorFlow, and turning errors and signals into one line on stderr and an exit status."""
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -19,7 +20,15 @@ DEBUG_ENV = "DIGITS_DEBUG"
 
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's ``main`` and exit: see ``run_tool``."""
-    sys.exit(run_tool(lambda: main()))
+    exit_process(run_tool(lambda: main()))
+
+
+def exit_process(status: int) -> None:
+    """End the process with ``status``, without the garbage collector's passes over every
+    object TensorFlow and Keras made while Python shuts down (0.75 s at the end of the train
+    stage, 0.09 s without). Memory goes back to the system all the same."""
+    gc.freeze()
+    sys.exit(status)
 
 
 def run_tool(run: Callable, *args) -> int:
