@@ -65,6 +65,7 @@ TINY = TrainParams(
     warmup_epochs=0,
     weight_decay=0.0,
     label_smoothing=0.0,
+    ema_momentum=0.0,
     batch_size=16,
     epochs=2,
     steps_per_execution=2,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import TINY
 
-from digits.optimizer import FusedAdam, learning_rate_schedule
+from digits.optimizer import FusedAdam, adam, learning_rate_schedule
 
 
 def test_learning_rate_warms_up_then_decays_to_zero():
@@ -40,3 +40,32 @@ def test_fused_adam_matches_keras_adam(weight_decay):
     fused = weights_after_updates(FusedAdam(0.01, weight_decay=weight_decay))
     plain = weights_after_updates(keras.optimizers.Adam(0.01, weight_decay=weight_decay))
     np.testing.assert_allclose(fused, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_ema_momentum_leaves_the_running_average_in_the_weights():
+    """With ``ema_momentum``, the optimizer averages the weights after every step, and finalizing
+    (what ``fit`` does last) puts that average in the model instead of the last weights."""
+    params = dataclasses.replace(TINY, lr_schedule="constant", ema_momentum=0.5)
+    optimizer = adam(params, steps_per_epoch=10)
+    weights = keras.Variable(np.zeros(3, dtype=np.float32))
+    optimizer.build([weights])
+    trajectory = []
+    for _ in range(4):
+        optimizer.apply([np.ones(3, dtype=np.float32)], [weights])
+        trajectory.append(weights.numpy().copy())
+    average = trajectory[0]  # the first step starts the average
+    for step in trajectory[1:]:
+        average = 0.5 * average + 0.5 * step
+    optimizer.finalize_variable_values([weights])
+    np.testing.assert_allclose(weights.numpy(), average, rtol=1e-6)
+    assert not np.allclose(average, trajectory[-1])
+
+
+def test_no_ema_momentum_keeps_the_last_weights():
+    optimizer = adam(TINY, steps_per_epoch=10)
+    weights = keras.Variable(np.zeros(3, dtype=np.float32))
+    optimizer.build([weights])
+    optimizer.apply([np.ones(3, dtype=np.float32)], [weights])
+    last = weights.numpy().copy()
+    optimizer.finalize_variable_values([weights])
+    np.testing.assert_array_equal(weights.numpy(), last)

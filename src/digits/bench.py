@@ -11,8 +11,8 @@ For two configurations, ``seed`` (one hidden Dense 128, batch 32, Adam 1e-3) and
 hyperparameters with Keras' own Dropout and Adam, ``model.fit`` on NumPy arrays with Keras'
 default settings, and (b) the project: ``build_model`` and ``train_model`` as the train stage
 calls them. Both train on the train stage's data (data/prepared, from `dvc repro preprocess`).
-What is timed is the network's training, so both sides train without the options plain Keras
-has no switch for (``NETWORK_ONLY``: augmentation, label smoothing, max-norm, weight decay); the
+What is timed is the network's training, so both sides train without the options around it
+(``NETWORK_ONLY``: augmentation, label smoothing, weight averaging, max-norm, weight decay); the
 train stage's own log gives the time with them.
 Each measurement trains 1 + ``--epochs`` epochs, validating after each, and times the epochs
 after the first (which traces and compiles); the two run ``--repeats`` times in alternating
@@ -55,6 +55,7 @@ SEED_MODEL = {
 NETWORK_ONLY = {
     "augment": AugmentParams(shift_px=0, rotation_deg=0, scale=0, elastic_px=0),
     "label_smoothing": 0.0,
+    "ema_momentum": 0.0,
     "max_norm": 0.0,
     "weight_decay": 0.0,
 }

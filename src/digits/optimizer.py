@@ -8,10 +8,14 @@ from digits.params import TrainParams
 
 def adam(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """Adam with ``learning_rate_schedule``; with ``weight_decay`` it is AdamW (Keras applies
-    the decoupled decay before each update)."""
+    the decoupled decay before each update). With ``ema_momentum``, Keras keeps an exponential
+    moving average of the weights after every step, and ``fit`` ends by putting it in the
+    model: the average is what is saved and evaluated."""
     return FusedAdam(
         learning_rate_schedule(params, steps_per_epoch),
         weight_decay=params.weight_decay or None,
+        use_ema=params.ema_momentum > 0,
+        ema_momentum=params.ema_momentum or 0.99,  # Keras' default, unused without an average
     )
 
 

@@ -96,6 +96,7 @@ class TrainParams:
     warmup_epochs: int  # linear ramp from 0 to learning_rate before the schedule starts
     weight_decay: float  # decoupled (AdamW); 0 = plain Adam
     label_smoothing: float  # 0 = the plain sparse cross-entropy
+    ema_momentum: float  # keep this much of the weights' running average each step; 0 = none
     batch_size: int
     epochs: int
     steps_per_execution: int
@@ -319,6 +320,9 @@ def _parse_train(section: "_Section", memory_bytes: int) -> TrainParams:
         ),
         label_smoothing=section.get(
             "label_smoothing", float, check=lambda v: 0 <= v < 1, expected="in [0, 1)"
+        ),
+        ema_momentum=section.get(
+            "ema_momentum", float, check=lambda v: 0 <= v < 1, expected="in [0, 1)"
         ),
         batch_size=batch_size,
         epochs=epochs,
