@@ -74,7 +74,8 @@ TINY = TrainParams(
     augment=NO_AUGMENT,
     own_share=0.0,
 )
-# Every option on at once: XLA, warm-up, AdamW, max-norm, one-hot labels, augmentation.
+# Every option on at once: XLA, warm-up, AdamW, max-norm, one-hot labels, augmentation, weight
+# averaging.
 ALL_OPTIONS = dataclasses.replace(
     TINY,
     jit_compile=True,
@@ -82,6 +83,7 @@ ALL_OPTIONS = dataclasses.replace(
     weight_decay=0.01,
     max_norm=3.0,
     label_smoothing=0.1,
+    ema_momentum=0.9,
     augment=AugmentParams(shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1.5),
 )
 

@@ -43,6 +43,7 @@ def test_save_then_load_round_trips(tmp_path):
     loaded_x, loaded_y = load_split(tmp_path, "test")
     assert np.array_equal(loaded_x, x) and np.array_equal(loaded_y, y)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x_test.npy", "y_test.npy"]
+    assert not loaded_x.flags.writeable and not loaded_y.flags.writeable  # mapped from the files
 
 
 def test_saved_bytes_are_deterministic(tmp_path):

@@ -80,6 +80,21 @@ def test_training_twice_gives_identical_weights_and_history(params):
     assert set(first_history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
 
 
+class LastEpochWeights(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights = self.model.get_weights()
+
+
+@pytest.mark.parametrize("ema_momentum", [0.0, 0.9], ids=["last-weights", "ema"])
+def test_fit_ends_with_the_weights_average_only_with_ema_momentum(ema_momentum):
+    """The epochs (and their validation) run on the trained weights; with ``ema_momentum``,
+    fit then puts their moving average in the model, which is what gets saved."""
+    last = LastEpochWeights()
+    model, _ = trained(dataclasses.replace(TINY, ema_momentum=ema_momentum), callbacks=(last,))
+    kept = [np.array_equal(a, b) for a, b in zip(model.get_weights(), last.weights, strict=True)]
+    assert all(kept) == (ema_momentum == 0)
+
+
 class StopAfterFirstBatch(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.model.stop_training = True

@@ -13,10 +13,11 @@ The pipeline itself runs with `dvc repro` (stages/*.py).
 """
 
 import argparse
+import sys
 from types import ModuleType
 
 from digits import bench, compare, own, predict, presets, runcache, serve, sweep
-from digits.stage import exit_process, run_tool
+from digits.stage import run_tool
 
 COMMANDS: dict[str, ModuleType] = {
     "predict": predict,
@@ -52,4 +53,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    exit_process(run_tool(args.run, args))
+    sys.exit(run_tool(args.run, args))

@@ -10,12 +10,14 @@ def adam(params: TrainParams, steps_per_epoch: int) -> keras.optimizers.Optimize
     """Adam with ``learning_rate_schedule``; with ``weight_decay`` it is AdamW (Keras applies
     the decoupled decay before each update). With ``ema_momentum``, Keras keeps an exponential
     moving average of the weights after every step, and ``fit`` ends by putting it in the
-    model: the average is what is saved and evaluated."""
+    model: the average is what is saved and evaluated, while the epochs' validation scores
+    (history, DVCLive) are those of the trained weights."""
     return FusedAdam(
         learning_rate_schedule(params, steps_per_epoch),
         weight_decay=params.weight_decay or None,
         use_ema=params.ema_momentum > 0,
-        ema_momentum=params.ema_momentum or 0.99,  # Keras' default, unused without an average
+        # Keras' default when there is no average: the saved config and model bytes stay as before
+        ema_momentum=params.ema_momentum or 0.99,
     )
 
 

@@ -2,6 +2,7 @@
 TensorFlow, and turning errors and signals into one line on stderr and an exit status."""
 
 import argparse
+import atexit
 import gc
 import logging
 import os
@@ -18,17 +19,14 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 DEBUG_ENV = "DIGITS_DEBUG"
 
 
+# At exit, leave every object to the operating system instead of the garbage collector's passes
+# over all that TensorFlow and Keras made: 0.09 s instead of 0.75 s at the end of the train stage.
+atexit.register(gc.freeze)
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's ``main`` and exit: see ``run_tool``."""
-    exit_process(run_tool(lambda: main()))
-
-
-def exit_process(status: int) -> None:
-    """End the process with ``status``, without the garbage collector's passes over every
-    object TensorFlow and Keras made while Python shuts down (0.75 s at the end of the train
-    stage, 0.09 s without). Memory goes back to the system all the same."""
-    gc.freeze()
-    sys.exit(status)
+    sys.exit(run_tool(lambda: main()))
 
 
 def run_tool(run: Callable, *args) -> int:
