@@ -39,10 +39,10 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
     angle = uniform(math.radians(augment.rotation_deg), [count, 1, 1], seeds[0])
     zoom = 1.0 + uniform(augment.scale, [count, 1, 1], seeds[1])
     shift = uniform(augment.shift_px, [count, 1, 1, 2], seeds[2])
-    shifts_alone = augment.elastic_px == 0 and augment.rotation_deg == 0 and augment.scale == 0
-    if shifts_alone and augment.shift_px <= MAX_SUMMED_SHIFT_PX:
+    axis_aligned = augment.elastic_px == 0 and augment.rotation_deg == 0
+    if axis_aligned and augment.scale == 0 and augment.shift_px <= MAX_SUMMED_SHIFT_PX:
         return _shift_bilinear(images, shift, math.ceil(augment.shift_px))
-    if augment.elastic_px == 0 and augment.rotation_deg == 0:
+    if axis_aligned:
         return _resample_separable(images, zoom, shift)
     if augment.elastic_px == 0:
         return _transform_affine(images, angle, zoom, shift)
@@ -93,11 +93,11 @@ def _shift_bilinear(images, shift, reach: int) -> tf.Tensor:
     rows, columns = IMAGE_SHAPE
     padded = tf.pad(images, [[0, 0], [reach, reach], [reach, reach]])  # zeros beyond the edge
     offsets = range(-reach, reach + 1)
+    column_weights = [tf.nn.relu(1 - tf.abs(right - shift[..., 1])) for right in offsets]
     moved = 0.0
     for down in offsets:
         row_weight = tf.nn.relu(1 - tf.abs(down - shift[..., 0]))
-        for right in offsets:
-            column_weight = tf.nn.relu(1 - tf.abs(right - shift[..., 1]))
+        for right, column_weight in zip(offsets, column_weights, strict=True):
             window = padded[
                 :, reach - down : reach - down + rows, reach - right : reach - right + columns
             ]
