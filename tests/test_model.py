@@ -118,6 +118,37 @@ def test_one_step_is_keras_own_train_step_on_the_batch_source():
     assert not np.allclose(moved.get_weights()[0], stepped.get_weights()[0])
 
 
+def test_with_jit_compile_training_steps_are_xla_compiled_and_validation_steps_are_not():
+    params = dataclasses.replace(TINY, epochs=1, jit_compile=True)
+    model, history = trained(params)
+    assert model.jit_compile  # as compiled, after validating op by op
+    assert True in xla_settings(model.train_function)
+    assert xla_settings(model.test_function) == {False}  # found, and none compiled by XLA
+    assert len(history["val_accuracy"]) == 1
+
+
+def xla_settings(step) -> set:
+    """The jit_compile settings of the tf.functions behind a Keras step function (the loop over
+    steps and the step itself), found through the closures Keras makes them in."""
+    import tensorflow as tf
+
+    settings, seen, pending = set(), set(), [step]
+    while pending:
+        function = pending.pop()
+        if id(function) in seen:
+            continue
+        seen.add(id(function))
+        if isinstance(function, tf.types.experimental.PolymorphicFunction):
+            settings.add(bool(function._jit_compile))
+            function = function.python_function
+        pending.extend(
+            cell.cell_contents
+            for cell in getattr(function, "__closure__", None) or ()
+            if callable(cell.cell_contents)
+        )
+    return settings
+
+
 def test_a_diverging_loss_stops_training_with_an_error():
     params = dataclasses.replace(TINY, epochs=3, jit_compile=True)
     x, y = random_data(64, 1)
