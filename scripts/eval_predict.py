@@ -1,10 +1,12 @@
 """Measure `digits predict`'s path on digit pictures drawn in real-world styles.
 
     python scripts/eval_predict.py [--count 300] [--model data/model.keras] [--style thin]
+    python scripts/eval_predict.py --split validation --model A.keras   # to choose a model
     python scripts/eval_predict.py --source elsewhere [--count 300]
 
 A tool, not a test (it needs the trained model, and for ``--source mnist`` data/prepared from
-`dvc repro preprocess`). ``mnist`` renders MNIST test digits in the styles of ``STYLES`` below;
+`dvc repro preprocess`). ``mnist`` renders MNIST test digits (validation digits with ``--split validation``, to choose
+between models without looking at the test set) in the styles of ``STYLES`` below;
 ``elsewhere`` renders digits that are not from MNIST (fonts and hand-drawn strokes, see
 digits/renderings.py) in the styles of ``digits.renderings.STYLES``. Each picture is written as
 a file, read back with predict's loader and preprocessing (``load_grayscale``, ``mnist_frame``)
@@ -160,12 +162,12 @@ STYLES: dict[str, Callable] = {
 
 def mnist_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
     """(style, renderers, labels) per MNIST style: each renderer writes one picture to a path."""
-    x_test, y_test = load_split(args.data_dir or in_project(PREPARED), "test")
-    chosen = np.random.default_rng(args.seed).choice(len(x_test), size=args.count, replace=False)
-    digits = (x_test[chosen] * 255).round().astype(np.uint8)
+    images, labels = load_split(args.data_dir or in_project(PREPARED), args.split)
+    chosen = np.random.default_rng(args.seed).choice(len(images), size=args.count, replace=False)
+    digits = (images[chosen] * 255).round().astype(np.uint8)
     for name, render in STYLES.items():
         rng = np.random.default_rng(args.seed)  # each style's own, so --style changes nothing
-        yield name, [partial(render, digit, rng) for digit in digits], y_test[chosen]
+        yield name, [partial(render, digit, rng) for digit in digits], labels[chosen]
 
 
 def pictures_from_elsewhere(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
@@ -201,6 +203,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("mnist", "elsewhere"), default="mnist")
     parser.add_argument("--count", type=int, default=300, help="digits per style")
+    parser.add_argument(
+        "--split",
+        choices=("test", "validation"),
+        default="test",
+        help="MNIST digits to render (--source mnist); validation to choose between models",
+    )
     parser.add_argument("--data-dir", type=Path, help=f"default: {PREPARED} in the project")
     parser.add_argument("--model", type=Path, help=f"default: {MODEL} in the project")
     parser.add_argument("--seed", type=int, default=0)
