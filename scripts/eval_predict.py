@@ -1,16 +1,16 @@
 """Measure `digits predict`'s path on digit pictures drawn in real-world styles.
 
     python scripts/eval_predict.py [--count 300] [--model data/model.keras] [--style thin]
-    python scripts/eval_predict.py --split validation --model A.keras   # to choose a model
+    python scripts/eval_predict.py --split validation --model A.keras  # to choose a model
     python scripts/eval_predict.py --source elsewhere [--count 300]
 
 A tool, not a test (it needs the trained model, and for ``--source mnist`` data/prepared from
-`dvc repro preprocess`). ``mnist`` renders MNIST test digits (validation digits with ``--split validation``, to choose
-between models without looking at the test set) in the styles of ``STYLES`` below;
-``elsewhere`` renders digits that are not from MNIST (fonts and hand-drawn strokes, see
-digits/renderings.py) in the styles of ``digits.renderings.STYLES``. Each picture is written as
-a file, read back with predict's loader and preprocessing (``load_grayscale``, ``mnist_frame``)
-and classified; prints the accuracy per style and overall.
+`dvc repro preprocess`). ``mnist`` renders MNIST test digits (validation digits with
+``--split validation``, to choose between models without looking at the test set) in the
+styles of ``STYLES`` below; ``elsewhere`` renders digits that are not from MNIST (fonts and
+hand-drawn strokes, see digits/renderings.py) in the styles of ``digits.renderings.STYLES``.
+Each picture is written as a file, read back with predict's loader and preprocessing
+(``load_grayscale``, ``mnist_frame``) and classified; prints the accuracy per style and overall.
 """
 
 import argparse
