@@ -3,17 +3,23 @@
     python scripts/eval_predict.py [--count 300] [--model data/model.keras] [--style thin]
     python scripts/eval_predict.py --split validation --model A.keras  # to choose a model
     python scripts/eval_predict.py --source elsewhere [--count 300]
+    python scripts/eval_predict.py --source uci --uci optdigits.tes --count 1797
 
 A tool, not a test (it needs the trained model, and for ``--source mnist`` data/prepared from
 `dvc repro preprocess`). ``mnist`` renders MNIST test digits (validation digits with
 ``--split validation``, to choose between models without looking at the test set) in the
 styles of ``STYLES`` below; ``elsewhere`` renders digits that are not from MNIST (fonts and
-hand-drawn strokes, see digits/renderings.py) in the styles of ``digits.renderings.STYLES``.
+hand-drawn strokes, see digits/renderings.py) in the styles of ``digits.renderings.STYLES``;
+``uci`` enlarges real handwriting from elsewhere, UCI's "Optical Recognition of Handwritten
+Digits" (43 writers on NIST forms, scanned to 8x8 blocks of 0-16; the test file
+``optdigits.tes`` from UCI, or the same 1,797 digits shipped in scikit-learn as
+``sklearn/datasets/data/digits.csv.gz``), in the styles of ``UCI_STYLES``.
 Each picture is written as a file, read back with predict's loader and preprocessing
 (``load_grayscale``, ``mnist_frame``) and classified; prints the accuracy per style and overall.
 """
 
 import argparse
+import gzip
 import sys
 import tempfile
 import time
@@ -160,6 +166,61 @@ STYLES: dict[str, Callable] = {
 }
 
 
+def uci_blocky(factor: int, margin: int, dark_on_light: bool, suffix: str = ".png"):
+    """A renderer of 8x8 0-16 ``digit``: enlarged ``factor`` times with blocky pixels, ``margin``
+    blocks of paper around it, dark ink on light paper or light on dark."""
+
+    def render(digit, rng, path):
+        ink = (digit * 255 / UCI_MAX).round().astype(np.uint8)
+        picture = np.pad(np.kron(ink, np.ones((factor, factor), np.uint8)), margin * factor)
+        Image.fromarray(255 - picture if dark_on_light else picture).save(path.with_suffix(suffix))
+
+    return render
+
+
+UCI_MAX = 16  # an 8x8 block's value: how many of its 4x4 pixels were ink
+UCI_STYLES: dict[str, Callable] = {
+    "8x blocky, dark on paper": uci_blocky(8, 0, True),
+    "4x blocky, light on dark": uci_blocky(4, 0, False),
+    "20x blocky, 2-block margin": uci_blocky(20, 2, True),
+    "6x blocky, 5-block margin": uci_blocky(6, 5, True),
+    "8x blocky, 2-block margin, JPEG": uci_blocky(8, 2, True, ".jpg"),
+}
+
+
+def read_optdigits(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """UCI optdigits rows, gzipped or not: 64 block values 0-16, then the digit.
+    Returns (n, 8, 8), (n,)."""
+    expected = f"UCI optdigits rows (64 values 0-{UCI_MAX}, then a digit 0-9)"
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt") as lines:
+            rows = np.loadtxt(lines, delimiter=",", dtype=np.int64, ndmin=2)
+    except OSError as error:
+        sys.exit(f"{path}: cannot read it ({error.strerror or error})")
+    except ValueError:
+        sys.exit(f"{path}: expected {expected}")
+    if (
+        rows.shape[1] != 65
+        or rows.min() < 0
+        or rows[:, :64].max() > UCI_MAX
+        or rows[:, 64].max() > 9
+    ):
+        sys.exit(f"{path}: expected {expected}")
+    return rows[:, :64].reshape(-1, 8, 8), rows[:, 64]
+
+
+def uci_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
+    """(style, renderers, labels) per style of ``UCI_STYLES``: the first ``--count`` digits."""
+    if args.uci is None:
+        sys.exit("--source uci needs --uci PATH: UCI's optdigits.tes or sklearn's digits.csv.gz")
+    digits, labels = read_optdigits(args.uci)
+    digits, labels = digits[: args.count], labels[: args.count]
+    for name, render in UCI_STYLES.items():
+        rng = np.random.default_rng(args.seed)
+        yield name, [partial(render, digit, rng) for digit in digits], labels
+
+
 def mnist_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
     """(style, renderers, labels) per MNIST style: each renderer writes one picture to a path."""
     images, labels = load_split(args.data_dir or in_project(PREPARED), args.split)
@@ -201,7 +262,7 @@ def predicted_digits(model, renderers: list, directory: Path) -> tuple[np.ndarra
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", choices=("mnist", "elsewhere"), default="mnist")
+    parser.add_argument("--source", choices=("mnist", "elsewhere", "uci"), default="mnist")
     parser.add_argument("--count", type=int, default=300, help="digits per style")
     parser.add_argument(
         "--split",
@@ -211,6 +272,7 @@ def main() -> None:
     )
     parser.add_argument("--data-dir", type=Path, help=f"default: {PREPARED} in the project")
     parser.add_argument("--model", type=Path, help=f"default: {MODEL} in the project")
+    parser.add_argument("--uci", type=Path, help="UCI optdigits file, for --source uci")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--style", default="", help="only styles whose name contains this")
     args = parser.parse_args()
@@ -221,7 +283,8 @@ def main() -> None:
     model_path = args.model or in_project(MODEL)
     model = load_model(model_path)
     print(f"{args.count} {args.source} digits per style, model {model_path}")
-    styles = mnist_pictures(args) if args.source == "mnist" else pictures_from_elsewhere(args)
+    sources = {"mnist": mnist_pictures, "elsewhere": pictures_from_elsewhere, "uci": uci_pictures}
+    styles = sources[args.source](args)
     right = total = 0
     for name, renderers, labels in styles:
         if args.style not in name:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
+from digits import images
 from digits.images import (
     MAX_PIXELS,
     STROKE_RATIO,
@@ -35,6 +36,7 @@ from digits.images import (
     normalise_contrast,
     normalise_stroke_width,
     printable_path,
+    smooth_enlarged_pixels,
     stroke_width,
 )
 
@@ -558,6 +560,59 @@ def test_a_tight_crop_of_a_bold_digit_still_gives_the_digit():
     frame = mnist_frame(tight)
 
     assert aligned_correlation(frame, reference_seven()) > 0.85
+
+
+def lanczos_enlarged(low: np.ndarray, factor: int) -> np.ndarray:
+    size = (low.shape[1] * factor, low.shape[0] * factor)
+    smooth = np.asarray(Image.fromarray(low).resize(size, Image.Resampling.LANCZOS))
+    return np.clip(smooth, low.min(), low.max())
+
+
+@pytest.mark.parametrize(
+    ("factor", "cut"), [(2, (0, 0, 0, 0)), (5, (3, 1, 4, 0)), (8, (7, 4, 1, 6))]
+)
+def test_a_blocky_picture_becomes_its_smooth_enlargement(factor, cut):
+    """Squares cut at the edges (``cut`` pixels off the top, left, bottom and right) are
+    continued, not taken as squares of their own: the result is the same crop of the smooth
+    enlargement."""
+    low = np.random.default_rng(factor).uniform(0, 255, (9, 7)).astype(np.float32)
+    blocky = np.kron(low, np.ones((factor, factor), np.float32))
+    top, left, bottom, right = cut
+    crop = (slice(top, blocky.shape[0] - bottom), slice(left, blocky.shape[1] - right))
+
+    smooth = smooth_enlarged_pixels(blocky[crop])
+
+    np.testing.assert_allclose(smooth, lanczos_enlarged(low, factor)[crop], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(STROKES))
+def test_pictures_without_squares_are_left_alone(name):
+    drawn = np.asarray(ImageOps.invert(draw_digit(name)), dtype=np.float32)
+    small = mnist_like(name).astype(np.float32)
+    steps = np.kron(np.arange(12, dtype=np.float32), np.ones(20, np.float32))  # rows of 20 px
+    squares_one_way = np.tile(steps[:, None], (1, 5)) * np.array(
+        [1, 1, 1, 0, 0]
+    )  # one column step
+
+    for picture in (drawn, small, squares_one_way):
+        assert smooth_enlarged_pixels(picture) is picture
+
+
+@pytest.mark.parametrize(("size", "factor"), [(12, 15), (14, 6)])
+@pytest.mark.parametrize("name", sorted(STROKES))
+def test_a_blocky_low_res_scan_is_read_closer_to_the_clean_digit(name, size, factor, monkeypatch):
+    """A digit scanned at ``size`` px, enlarged ``factor`` times with blocky pixels, on paper
+    with a margin: closer to the clean digit smoothed than as it is."""
+    low = np.asarray(ImageOps.invert(draw_digit(name)).resize((size, size), Image.Resampling.BOX))
+    blocky = np.pad(
+        np.kron(low, np.ones((factor, factor), np.uint8)), 3 * factor, constant_values=255
+    )
+
+    smoothed = correlation(mnist_frame(blocky), mnist_like(name))
+    monkeypatch.setattr(images, "smooth_enlarged_pixels", lambda picture: picture)
+    as_it_is = correlation(mnist_frame(blocky), mnist_like(name))
+
+    assert smoothed > as_it_is + 0.02 and smoothed > 0.88
 
 
 def test_a_marker_drawn_digit_is_redrawn_with_mnists_stroke_width():
