@@ -54,7 +54,9 @@ def tiny_mnist_files(n_train: int = 200, n_test: int = 50) -> dict[str, bytes]:
     return {key: encode_idx(array) for key, array in arrays.items()}
 
 
-NO_AUGMENT = AugmentParams(shift_px=0, rotation_deg=0, scale=0, elastic_px=0)
+NO_AUGMENT = AugmentParams(
+    shift_px=0, rotation_deg=0, scale=0, elastic_px=0, low_res_share=0, low_res_px=11
+)
 TINY = TrainParams(
     seed=7,
     hidden_units=(8, 4),
@@ -84,7 +86,9 @@ ALL_OPTIONS = dataclasses.replace(
     max_norm=3.0,
     label_smoothing=0.1,
     ema_momentum=0.9,
-    augment=AugmentParams(shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1.5),
+    augment=AugmentParams(
+        shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1.5, low_res_share=0, low_res_px=11
+    ),
 )
 
 

@@ -1,12 +1,14 @@
 """Augmentation: off is the identity; on, it is seeded and reads the images bilinearly."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import ALL_OPTIONS, NO_AUGMENT, random_data
 
 from digits.augment import (
     ELASTIC_GRID,
     _bicubic_rows,
+    _low_res,
     _sample_bilinear,
     _shift_bilinear,
     distort_images,
@@ -47,10 +49,14 @@ def test_the_affine_kernel_samples_as_the_general_sampler_does():
     """Shifts, rotations and zoom without a displacement field take TensorFlow's transform
     kernel; it reads the same pixels as ``_sample_bilinear`` given the same map."""
     x, _ = random_data(16, 5)
-    affine = AugmentParams(shift_px=2, rotation_deg=10, scale=0.1, elastic_px=0)
+    affine = AugmentParams(
+        shift_px=2, rotation_deg=10, scale=0.1, elastic_px=0, low_res_share=0, low_res_px=11
+    )
     fast = distort_images(x, np.array([5, 6], dtype=np.int64), affine).numpy()
     # The same draws with a field of zero length take the general path.
-    tiny_field = AugmentParams(shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1e-9)
+    tiny_field = AugmentParams(
+        shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1e-9, low_res_share=0, low_res_px=11
+    )
     general = distort_images(x, np.array([5, 6], dtype=np.int64), tiny_field).numpy()
     np.testing.assert_allclose(fast, general, atol=1e-5)
     assert not np.allclose(fast, x)
@@ -60,10 +66,14 @@ def test_shifts_and_zoom_alone_sample_as_the_affine_kernel_does():
     """Without rotation, rows and columns move independently: the separable resampling reads the
     same pixels, with the same draws, as TensorFlow's transform kernel."""
     x, _ = random_data(16, 6)
-    axis_aligned = AugmentParams(shift_px=2.5, rotation_deg=0, scale=0.15, elastic_px=0)
+    axis_aligned = AugmentParams(
+        shift_px=2.5, rotation_deg=0, scale=0.15, elastic_px=0, low_res_share=0, low_res_px=11
+    )
     separable = distort_images(x, np.array([7, 8], dtype=np.int64), axis_aligned).numpy()
     # A rotation of at most 1e-9 degrees draws the same shifts and zoom, through the kernel.
-    kernel_path = AugmentParams(shift_px=2.5, rotation_deg=1e-9, scale=0.15, elastic_px=0)
+    kernel_path = AugmentParams(
+        shift_px=2.5, rotation_deg=1e-9, scale=0.15, elastic_px=0, low_res_share=0, low_res_px=11
+    )
     kernel = distort_images(x, np.array([7, 8], dtype=np.int64), kernel_path).numpy()
     np.testing.assert_allclose(separable, kernel, atol=1e-5)
     assert not np.allclose(separable, x)
@@ -74,9 +84,23 @@ def test_shifts_alone_sample_as_the_separable_path_does():
     same draws go through the separable products, and both read the same pixels."""
     x, _ = random_data(16, 9)
     for shift_px in (1, 2.5):
-        shifts = AugmentParams(shift_px=shift_px, rotation_deg=0, scale=0, elastic_px=0)
+        shifts = AugmentParams(
+            shift_px=shift_px,
+            rotation_deg=0,
+            scale=0,
+            elastic_px=0,
+            low_res_share=0,
+            low_res_px=11,
+        )
         summed = distort_images(x, np.array([3, 4], dtype=np.int64), shifts).numpy()
-        products_path = AugmentParams(shift_px=shift_px, rotation_deg=0, scale=1e-9, elastic_px=0)
+        products_path = AugmentParams(
+            shift_px=shift_px,
+            rotation_deg=0,
+            scale=1e-9,
+            elastic_px=0,
+            low_res_share=0,
+            low_res_px=11,
+        )
         products = distort_images(x, np.array([3, 4], dtype=np.int64), products_path).numpy()
         np.testing.assert_allclose(summed, products, atol=1e-5)
         assert not np.allclose(summed, x)
@@ -104,3 +128,36 @@ def test_the_field_is_the_bicubic_resize_of_its_offsets():
     np.testing.assert_allclose(
         np.einsum("ik,bklc,jl->bijc", rows, offsets, rows), expected, atol=1e-5
     )
+
+
+def low_res_only(share: float, side: int = 11) -> AugmentParams:
+    return AugmentParams(
+        shift_px=0, rotation_deg=0, scale=0, elastic_px=0, low_res_share=share, low_res_px=side
+    )
+
+
+@pytest.mark.parametrize("side", [7, 11, 14])
+def test_low_res_is_tensorflows_shrink_and_enlarge(side):
+    """The two matrix products equal tf.image.resize down ("area") and back ("bicubic"),
+    clipped to 0-1 and scaled so the brightest pixel is 1."""
+    x, _ = random_data(8, 3)
+    shrunk = tf.image.resize(x[..., None], [side, side], method="area")
+    expected = tf.clip_by_value(tf.image.resize(shrunk, [28, 28], method="bicubic")[..., 0], 0, 1)
+    expected /= tf.reduce_max(expected, axis=[1, 2], keepdims=True)
+
+    blurred = _low_res(tf.constant(x), tf.constant([1, 2], tf.int64), low_res_only(1.0, side))
+
+    np.testing.assert_allclose(blurred.numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_low_res_blurs_its_share_of_the_images_seeded():
+    x, _ = random_data(2000, 4)
+    seed = tf.constant([5, 6], tf.int64)
+
+    blurred = distort_images(x, seed, low_res_only(0.3)).numpy()
+
+    changed = np.any(blurred != x, axis=(1, 2))
+    assert 0.26 < changed.mean() < 0.34  # 600 expected; 4 standard deviations either way
+    np.testing.assert_array_equal(blurred, distort_images(x, seed, low_res_only(0.3)).numpy())
+    assert not np.array_equal(blurred, distort_images(x, seed + 1, low_res_only(0.3)).numpy())
+    np.testing.assert_array_equal(distort_images(x, seed, low_res_only(0.0)).numpy(), x)

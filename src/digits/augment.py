@@ -1,8 +1,11 @@
-"""On-the-fly augmentation of training images: seeded random shifts, rotations, zoom and
-elastic distortion, vectorised over a batch so that it costs little on 2 CPU cores."""
+"""On-the-fly augmentation of training images: seeded random shifts, rotations, zoom, elastic
+distortion and low-resolution blur, vectorised over a batch so that it costs little on 2 CPU
+cores."""
 
+import functools
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from digits.mnist import IMAGE_SHAPE
@@ -17,6 +20,18 @@ MAX_SUMMED_SHIFT_PX = 4
 
 
 def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Tensor:
+    """Randomly shift, rotate, zoom and elastically distort each image of float32 (b, 28, 28)
+    (``_move_pixels``), then blur a random share of them as low-resolution scans are
+    (``_low_res``). ``seed`` is int64 (2,): the same seed gives the same images."""
+    images = tf.convert_to_tensor(images)
+    if augment.moves_pixels:
+        images = _move_pixels(images, seed, augment)
+    if augment.low_res_share > 0:
+        images = _low_res(images, tf.random.experimental.stateless_fold_in(seed, 1), augment)
+    return images
+
+
+def _move_pixels(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Tensor:
     """Randomly shift, rotate, zoom and elastically distort each image of float32 (b, 28, 28).
 
     Every output pixel reads the input, bilinearly, at its position mapped by the image's own
@@ -48,6 +63,33 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
         return _transform_affine(images, angle, zoom, shift)
     offsets = uniform(augment.elastic_px, [count, ELASTIC_GRID, ELASTIC_GRID, 2], seeds[3])
     return _warp_elastic(images, angle, zoom, shift, offsets, _bicubic_rows())
+
+
+def _low_res(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Tensor:
+    """Replace a random ``augment.low_res_share`` of float32 (b, 28, 28) images with copies
+    shrunk to ``augment.low_res_px`` pixels a side (averaged) and enlarged back (bicubic), the
+    brightest pixel 1 again, as predict's framing makes it: the blur of a low-resolution scan or
+    a soft photo, which normalising a picture cannot undo. Both resizes are linear along each
+    axis: two products with one (28, 28) matrix, for the chosen images only."""
+    draw = tf.random.stateless_uniform([tf.shape(images)[0]], seed)
+    chosen = tf.where(draw < augment.low_res_share)  # (k, 1) indices
+    matrix = low_res_matrix(augment.low_res_px)
+    resized = tf.einsum("ij,bjk,lk->bil", matrix, tf.gather_nd(images, chosen), matrix)
+    blurred = tf.clip_by_value(resized, 0, 1)
+    blurred /= tf.maximum(tf.reduce_max(blurred, axis=[1, 2], keepdims=True), 1e-6)
+    return tf.tensor_scatter_nd_update(images, chosen, blurred)
+
+
+@functools.cache
+def low_res_matrix(side: int) -> np.ndarray:
+    """(28, 28): row i holds the weights of the input rows in output row i of ``tf.image.resize``
+    down to ``side`` rows ("area") and back to 28 ("bicubic"), read off by resizing the 28
+    one-hot rows; computed once, eagerly, even when called while a dataset is traced."""
+    with tf.init_scope():
+        one_hot_rows = tf.eye(IMAGE_SHAPE[0])[:, :, None, None]  # (28 images, 28 rows, 1, 1)
+        shrunk = tf.image.resize(one_hot_rows, [side, 1], method="area")
+        enlarged = tf.image.resize(shrunk, [IMAGE_SHAPE[0], 1], method="bicubic")
+        return tf.transpose(enlarged[:, :, 0, 0]).numpy()
 
 
 def _source_grid(angle, zoom, shift) -> tuple[tf.Tensor, tf.Tensor]:

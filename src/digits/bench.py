@@ -53,7 +53,9 @@ SEED_MODEL = {
     "precision": "float32",
 }
 NETWORK_ONLY = {
-    "augment": AugmentParams(shift_px=0, rotation_deg=0, scale=0, elastic_px=0),
+    "augment": AugmentParams(
+        shift_px=0, rotation_deg=0, scale=0, elastic_px=0, low_res_share=0, low_res_px=11
+    ),
     "label_smoothing": 0.0,
     "ema_momentum": 0.0,
     "max_norm": 0.0,

@@ -262,10 +262,9 @@ def smooth_enlarged_pixels(image: np.ndarray) -> np.ndarray:
     pixels, a blocky scan) resampled smoothly instead: its low-resolution pixels enlarged k
     times with Lanczos, as if it had been enlarged smoothly; any other picture unchanged.
 
-    Shrunk to 20 px, the squares' edges would stay as steps that MNIST's digits never have: an
-    8x8 scan of handwriting enlarged 8 times scored 86 % blocky, 92 % smooth (UCI's digits,
-    ``scripts/eval_predict.py --source uci``).
-    """
+    Shrunk to 20 px, the squares' edges would stay as steps that MNIST's digits never have:
+    UCI's 8x8 scans of handwriting enlarged 8 times scored 86.2 % blocky, 91.5 % smoothed
+    (``scripts/eval_predict.py --source uci``)."""
     grid = _block_grid(image)
     if grid is None:
         return image

@@ -79,10 +79,16 @@ class AugmentParams:
     rotation_deg: float  # largest rotation either way, in degrees
     scale: float  # largest relative zoom either way: 0.1 = 90 % to 110 %
     elastic_px: float  # largest displacement of a smooth random field, in pixels
+    low_res_share: float  # this fraction of the images, drawn anew, blurred as low-res scans ...
+    low_res_px: int  # ... shrunk to this many pixels a side and enlarged back
+
+    @property
+    def moves_pixels(self) -> bool:
+        return any((self.shift_px, self.rotation_deg, self.scale, self.elastic_px))
 
     @property
     def enabled(self) -> bool:
-        return any((self.shift_px, self.rotation_deg, self.scale, self.elastic_px))
+        return self.moves_pixels or self.low_res_share > 0
 
 
 @dataclass(frozen=True)
@@ -405,6 +411,12 @@ def _parse_augment(section: "_Section") -> AugmentParams:
         scale=section.get("scale", float, check=lambda v: 0 <= v < 0.5, expected="in [0, 0.5)"),
         elastic_px=section.get(
             "elastic_px", float, check=lambda v: 0 <= v <= 8, expected="0 to 8"
+        ),
+        low_res_share=section.get(
+            "low_res_share", float, check=lambda v: 0 <= v <= 1, expected="0 to 1"
+        ),
+        low_res_px=section.get(
+            "low_res_px", int, check=lambda v: 4 <= v <= 27, expected="4 to 27"
         ),
     )
 
