@@ -11,7 +11,7 @@ A tool, not a test (it needs the trained model, and for ``--source mnist`` data/
 styles of ``STYLES`` below; ``elsewhere`` renders digits that are not from MNIST (fonts and
 hand-drawn strokes, see digits/renderings.py) in the styles of ``digits.renderings.STYLES``;
 ``uci`` enlarges real handwriting from elsewhere, UCI's "Optical Recognition of Handwritten
-Digits" (43 writers on NIST forms, scanned to 8x8 blocks of 0-16; the test file
+Digits" (its test file, 13 writers on NIST forms scanned to 8x8 blocks of 0-16:
 ``optdigits.tes`` from UCI, or the same 1,797 digits shipped in scikit-learn as
 ``sklearn/datasets/data/digits.csv.gz``), in the styles of ``UCI_STYLES``.
 Each picture is written as a file, read back with predict's loader and preprocessing
@@ -178,13 +178,13 @@ def uci_blocky(factor: int, margin: int, dark_on_light: bool, suffix: str = ".pn
     return render
 
 
-UCI_MAX = 16  # an 8x8 block's value: how many of its 4x4 pixels were ink
+UCI_MAX = 16  # a value: how many of the 4x4 pixels of the 32x32 bitmap under it were ink
 UCI_STYLES: dict[str, Callable] = {
-    "8x blocky, dark on paper": uci_blocky(8, 0, True),
-    "4x blocky, light on dark": uci_blocky(4, 0, False),
-    "20x blocky, 2-block margin": uci_blocky(20, 2, True),
-    "6x blocky, 5-block margin": uci_blocky(6, 5, True),
-    "8x blocky, 2-block margin, JPEG": uci_blocky(8, 2, True, ".jpg"),
+    "blocky 8x, dark on paper": uci_blocky(8, 0, True),
+    "blocky 4x, light on dark": uci_blocky(4, 0, False),
+    "blocky 20x, 2-block margin": uci_blocky(20, 2, True),
+    "blocky 6x, 5-block margin": uci_blocky(6, 5, True),
+    "blocky 8x, margin, JPEG": uci_blocky(8, 2, True, ".jpg"),
 }
 
 
@@ -217,8 +217,7 @@ def uci_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarr
     digits, labels = read_optdigits(args.uci)
     digits, labels = digits[: args.count], labels[: args.count]
     for name, render in UCI_STYLES.items():
-        rng = np.random.default_rng(args.seed)
-        yield name, [partial(render, digit, rng) for digit in digits], labels
+        yield name, [partial(render, digit, None) for digit in digits], labels  # no randomness
 
 
 def mnist_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:

@@ -1,18 +1,22 @@
 """Augmentation: off is the identity; on, it is seeded and reads the images bilinearly."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ALL_OPTIONS, NO_AUGMENT, random_data
+from conftest import ALL_OPTIONS, NO_AUGMENT, TINY, random_data
 
 from digits.augment import (
     ELASTIC_GRID,
     _bicubic_rows,
     _low_res,
+    _low_res_matrix,
     _sample_bilinear,
     _shift_bilinear,
     distort_images,
 )
+from digits.batches import training_batches
 from digits.params import AugmentParams
 
 
@@ -158,6 +162,23 @@ def test_low_res_blurs_its_share_of_the_images_seeded():
 
     changed = np.any(blurred != x, axis=(1, 2))
     assert 0.26 < changed.mean() < 0.34  # 600 expected; 4 standard deviations either way
+    every_one = _low_res(tf.constant(x), seed, low_res_only(1.0)).numpy()
+    np.testing.assert_allclose(blurred[changed], every_one[changed], atol=1e-6)
+    np.testing.assert_array_equal(blurred[~changed], x[~changed])
     np.testing.assert_array_equal(blurred, distort_images(x, seed, low_res_only(0.3)).numpy())
     assert not np.array_equal(blurred, distort_images(x, seed + 1, low_res_only(0.3)).numpy())
     np.testing.assert_array_equal(distort_images(x, seed, low_res_only(0.0)).numpy(), x)
+
+
+def test_low_res_blur_runs_inside_the_batch_source():
+    """The matrix is made eagerly even when it is first needed while tf.data traces."""
+    _low_res_matrix.cache_clear()
+    x, y = random_data(64, 5)
+    params = dataclasses.replace(TINY, augment=low_res_only(0.5))
+
+    images, _ = next(iter(training_batches(x, y, params)))
+
+    untouched = [
+        any(np.array_equal(image, original) for original in x) for image in images.numpy()
+    ]
+    assert 0 < sum(untouched) < len(untouched)

@@ -589,13 +589,26 @@ def test_a_blocky_picture_becomes_its_smooth_enlargement(factor, cut):
 def test_pictures_without_squares_are_left_alone(name):
     drawn = np.asarray(ImageOps.invert(draw_digit(name)), dtype=np.float32)
     small = mnist_like(name).astype(np.float32)
-    steps = np.kron(np.arange(12, dtype=np.float32), np.ones(20, np.float32))  # rows of 20 px
-    squares_one_way = np.tile(steps[:, None], (1, 5)) * np.array(
-        [1, 1, 1, 0, 0]
-    )  # one column step
 
-    for picture in (drawn, small, squares_one_way):
+    for picture in (drawn, small):
         assert smooth_enlarged_pixels(picture) is picture
+
+
+def test_squares_along_one_axis_only_are_not_a_blocky_picture():
+    """Rows come in runs of 20 equal ones, but the columns change once: stripes, not squares."""
+    rows = np.kron(np.arange(5, dtype=np.float32) * 50, np.ones(20, np.float32))
+    stripes = np.tile(rows[:, None], (1, 100)) * (np.arange(100) < 60)
+
+    assert smooth_enlarged_pixels(stripes) is stripes
+
+
+def test_a_blocky_upright_stroke_is_found():
+    """A 1 of a low-resolution scan: its columns change only at its two edges."""
+    low = np.zeros((10, 10), np.float32)
+    low[2:8, 4:6] = np.linspace(80, 255, 6)[:, None]  # the scan's grey levels down the stroke
+    blocky = np.kron(low, np.ones((9, 9), np.float32))
+
+    np.testing.assert_allclose(smooth_enlarged_pixels(blocky), lanczos_enlarged(low, 9), atol=1e-3)
 
 
 @pytest.mark.parametrize(("size", "factor"), [(12, 15), (14, 6)])

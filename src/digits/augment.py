@@ -73,7 +73,7 @@ def _low_res(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.T
     axis: two products with one (28, 28) matrix, for the chosen images only."""
     draw = tf.random.stateless_uniform([tf.shape(images)[0]], seed)
     chosen = tf.where(draw < augment.low_res_share)  # (k, 1) indices
-    matrix = low_res_matrix(augment.low_res_px)
+    matrix = _low_res_matrix(augment.low_res_px)
     resized = tf.einsum("ij,bjk,lk->bil", matrix, tf.gather_nd(images, chosen), matrix)
     blurred = tf.clip_by_value(resized, 0, 1)
     blurred /= tf.maximum(tf.reduce_max(blurred, axis=[1, 2], keepdims=True), 1e-6)
@@ -81,7 +81,7 @@ def _low_res(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.T
 
 
 @functools.cache
-def low_res_matrix(side: int) -> np.ndarray:
+def _low_res_matrix(side: int) -> np.ndarray:
     """(28, 28): row i holds the weights of the input rows in output row i of ``tf.image.resize``
     down to ``side`` rows ("area") and back to 28 ("bicubic"), read off by resizing the 28
     one-hot rows; computed once, eagerly, even when called while a dataset is traced."""

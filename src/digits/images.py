@@ -43,8 +43,8 @@ STROKE_SIDE = 100  # px, longer side while redrawn: each step of pen radius is 0
 # row, and column to column, on a grid of squares of 2 to MAX_BLOCK px, ...
 BLOCK_SHARE = 0.9
 MAX_BLOCK = 200
-MIN_GRID_LINES = 3  # ... with at least this many lines of the grid where it changes by more
-BLOCK_STEP = 0.1  # than this fraction of its largest change
+MIN_GRID_LINES = 3  # ... changing on at least this many of the grid's lines along one axis (2
+BLOCK_STEP = 0.1  # along the other), by more than this fraction of its largest change
 
 
 class ImageError(DigitsError):
@@ -258,9 +258,10 @@ def mnist_frame(gray: np.ndarray, source: str = "<array>") -> np.ndarray:
 
 
 def smooth_enlarged_pixels(image: np.ndarray) -> np.ndarray:
-    """Float (h, w) enlarged from a low resolution by repeating pixels (squares of k x k equal
-    pixels, a blocky scan) resampled smoothly instead: its low-resolution pixels enlarged k
-    times with Lanczos, as if it had been enlarged smoothly; any other picture unchanged.
+    """Float (h, w) enlarged from a low resolution by repeating pixels a whole number of times
+    (squares of k x k equal pixels, a blocky scan) resampled smoothly instead: its
+    low-resolution pixels enlarged k times with Lanczos, as if it had been enlarged smoothly;
+    any other picture unchanged.
 
     Shrunk to 20 px, the squares' edges would stay as steps that MNIST's digits never have:
     UCI's 8x8 scans of handwriting enlarged 8 times scored 86.2 % blocky, 91.5 % smoothed
@@ -288,30 +289,38 @@ def _block_grid(image: np.ndarray) -> tuple[int, int, int] | None:
     """(size, top, left) of the squares of a blocky picture: new rows and columns of squares
     begin every ``size`` pixels from row ``top`` and column ``left``. None unless, along both
     axes, at least ``BLOCK_SHARE`` of the (squared) change from one row or column to the next
-    falls on that grid, with ``size`` 2 or more and at least ``MIN_GRID_LINES`` lines of it
-    where the picture changes; the largest such size (a grid of 8 is also one of 4). A share,
-    not exact equality, lets JPEG's noise inside the squares through."""
+    falls on that grid, with ``size`` 2 or more, and the picture changes on at least
+    ``MIN_GRID_LINES`` lines of it along one axis and 2 along the other (a straight stroke's two
+    edges); the largest such size (a grid of 8 is also one of 4). A share, not exact equality,
+    lets JPEG's noise inside the squares through."""
     steps = [np.square(np.diff(image, axis=axis)).sum(axis=1 - axis) for axis in (0, 1)]
-    largest = min(MAX_BLOCK, *(len(axis_steps) // MIN_GRID_LINES for axis_steps in steps))
+    largest = min(MAX_BLOCK, *(len(axis_steps) // 2 for axis_steps in steps))
     for size in range(largest, 1, -1):
-        starts = [_grid_start(axis_steps, size) for axis_steps in steps]
-        if None not in starts:
-            return size, *starts
+        grids = [_grid_lines(axis_steps, size) for axis_steps in steps]
+        if None in grids:
+            continue
+        (top, row_lines), (left, column_lines) = grids
+        if min(row_lines, column_lines) >= 2 and max(row_lines, column_lines) >= MIN_GRID_LINES:
+            return size, top, left
     return None
 
 
-def _grid_start(steps: np.ndarray, size: int) -> int | None:
-    """Where a grid of ``size`` starts if the changes ``steps`` between neighbouring rows
-    (columns) fall on it as ``_block_grid`` asks, else None."""
+def _grid_lines(steps: np.ndarray, size: int) -> tuple[int, int] | None:
+    """(start, lines) of the grid of ``size`` that the (squared) changes ``steps`` between
+    neighbouring rows (columns) fall on, else None: ``BLOCK_SHARE`` of them at least, and none
+    off it above ``BLOCK_STEP`` of the largest (in grey levels); ``lines``: how many of its
+    lines the picture changes on by more than that."""
     positions = np.arange(1, len(steps) + 1)  # the row (column) each step leads into
     share = np.bincount(positions % size, weights=steps, minlength=size)
     start = int(share.argmax())
-    if share[start] < BLOCK_SHARE * steps.sum():
+    if not share[start] >= BLOCK_SHARE * steps.sum() > 0:
         return None
-    on_grid = steps[positions % size == start]
-    if np.count_nonzero(on_grid > BLOCK_STEP * on_grid.max()) < MIN_GRID_LINES:
+    changes = np.sqrt(steps)  # back to grey levels
+    on_grid = positions % size == start
+    threshold = BLOCK_STEP * changes.max()
+    if changes[~on_grid].max(initial=0) > threshold:
         return None
-    return start
+    return start, int(np.count_nonzero(changes[on_grid] > threshold))
 
 
 def border_pixels(image: np.ndarray) -> np.ndarray:
