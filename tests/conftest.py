@@ -76,8 +76,8 @@ TINY = TrainParams(
     augment=NO_AUGMENT,
     own_share=0.0,
 )
-# Every option on at once: XLA, warm-up, AdamW, max-norm, one-hot labels, augmentation, weight
-# averaging.
+# Every option on at once: XLA, warm-up, AdamW, max-norm, one-hot labels, augmentation (low-res
+# blur too), weight averaging.
 ALL_OPTIONS = dataclasses.replace(
     TINY,
     jit_compile=True,
@@ -87,7 +87,7 @@ ALL_OPTIONS = dataclasses.replace(
     label_smoothing=0.1,
     ema_momentum=0.9,
     augment=AugmentParams(
-        shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1.5, low_res_share=0, low_res_px=11
+        shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1.5, low_res_share=0.5, low_res_px=11
     ),
 )
 

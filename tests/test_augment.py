@@ -1,6 +1,6 @@
 """Augmentation: off is the identity; on, it is seeded and reads the images bilinearly."""
 
-import dataclasses
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -53,14 +53,10 @@ def test_the_affine_kernel_samples_as_the_general_sampler_does():
     """Shifts, rotations and zoom without a displacement field take TensorFlow's transform
     kernel; it reads the same pixels as ``_sample_bilinear`` given the same map."""
     x, _ = random_data(16, 5)
-    affine = AugmentParams(
-        shift_px=2, rotation_deg=10, scale=0.1, elastic_px=0, low_res_share=0, low_res_px=11
-    )
+    affine = replace(NO_AUGMENT, shift_px=2, rotation_deg=10, scale=0.1)
     fast = distort_images(x, np.array([5, 6], dtype=np.int64), affine).numpy()
     # The same draws with a field of zero length take the general path.
-    tiny_field = AugmentParams(
-        shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1e-9, low_res_share=0, low_res_px=11
-    )
+    tiny_field = replace(affine, elastic_px=1e-9)
     general = distort_images(x, np.array([5, 6], dtype=np.int64), tiny_field).numpy()
     np.testing.assert_allclose(fast, general, atol=1e-5)
     assert not np.allclose(fast, x)
@@ -70,14 +66,10 @@ def test_shifts_and_zoom_alone_sample_as_the_affine_kernel_does():
     """Without rotation, rows and columns move independently: the separable resampling reads the
     same pixels, with the same draws, as TensorFlow's transform kernel."""
     x, _ = random_data(16, 6)
-    axis_aligned = AugmentParams(
-        shift_px=2.5, rotation_deg=0, scale=0.15, elastic_px=0, low_res_share=0, low_res_px=11
-    )
+    axis_aligned = replace(NO_AUGMENT, shift_px=2.5, scale=0.15)
     separable = distort_images(x, np.array([7, 8], dtype=np.int64), axis_aligned).numpy()
     # A rotation of at most 1e-9 degrees draws the same shifts and zoom, through the kernel.
-    kernel_path = AugmentParams(
-        shift_px=2.5, rotation_deg=1e-9, scale=0.15, elastic_px=0, low_res_share=0, low_res_px=11
-    )
+    kernel_path = replace(axis_aligned, rotation_deg=1e-9)
     kernel = distort_images(x, np.array([7, 8], dtype=np.int64), kernel_path).numpy()
     np.testing.assert_allclose(separable, kernel, atol=1e-5)
     assert not np.allclose(separable, x)
@@ -88,23 +80,9 @@ def test_shifts_alone_sample_as_the_separable_path_does():
     same draws go through the separable products, and both read the same pixels."""
     x, _ = random_data(16, 9)
     for shift_px in (1, 2.5):
-        shifts = AugmentParams(
-            shift_px=shift_px,
-            rotation_deg=0,
-            scale=0,
-            elastic_px=0,
-            low_res_share=0,
-            low_res_px=11,
-        )
+        shifts = replace(NO_AUGMENT, shift_px=shift_px)
         summed = distort_images(x, np.array([3, 4], dtype=np.int64), shifts).numpy()
-        products_path = AugmentParams(
-            shift_px=shift_px,
-            rotation_deg=0,
-            scale=1e-9,
-            elastic_px=0,
-            low_res_share=0,
-            low_res_px=11,
-        )
+        products_path = replace(shifts, scale=1e-9)
         products = distort_images(x, np.array([3, 4], dtype=np.int64), products_path).numpy()
         np.testing.assert_allclose(summed, products, atol=1e-5)
         assert not np.allclose(summed, x)
@@ -135,9 +113,7 @@ def test_the_field_is_the_bicubic_resize_of_its_offsets():
 
 
 def low_res_only(share: float, side: int = 11) -> AugmentParams:
-    return AugmentParams(
-        shift_px=0, rotation_deg=0, scale=0, elastic_px=0, low_res_share=share, low_res_px=side
-    )
+    return replace(NO_AUGMENT, low_res_share=share, low_res_px=side)
 
 
 @pytest.mark.parametrize("side", [7, 11, 14])
@@ -174,7 +150,7 @@ def test_low_res_blur_runs_inside_the_batch_source():
     """The matrix is made eagerly even when it is first needed while tf.data traces."""
     _low_res_matrix.cache_clear()
     x, y = random_data(64, 5)
-    params = dataclasses.replace(TINY, augment=low_res_only(0.5))
+    params = replace(TINY, augment=low_res_only(0.5))
 
     images, _ = next(iter(training_batches(x, y, params)))
 
