@@ -294,9 +294,10 @@ def _block_grid(image: np.ndarray) -> tuple[int, int, int] | None:
     edges); the largest such size (a grid of 8 is also one of 4). A share, not exact equality,
     lets JPEG's noise inside the squares through."""
     steps = [np.square(np.diff(image, axis=axis)).sum(axis=1 - axis) for axis in (0, 1)]
+    changes = [np.sqrt(axis_steps) for axis_steps in steps]  # back to grey levels
     largest = min(MAX_BLOCK, *(len(axis_steps) // 2 for axis_steps in steps))
     for size in range(largest, 1, -1):
-        grids = [_grid_lines(axis_steps, size) for axis_steps in steps]
+        grids = [_grid_lines(*axis, size) for axis in zip(steps, changes, strict=True)]
         if None in grids:
             continue
         (top, row_lines), (left, column_lines) = grids
@@ -305,17 +306,16 @@ def _block_grid(image: np.ndarray) -> tuple[int, int, int] | None:
     return None
 
 
-def _grid_lines(steps: np.ndarray, size: int) -> tuple[int, int] | None:
-    """(start, lines) of the grid of ``size`` that the (squared) changes ``steps`` between
+def _grid_lines(steps: np.ndarray, changes: np.ndarray, size: int) -> tuple[int, int] | None:
+    """(start, lines) of the grid of ``size`` that the squared changes ``steps`` between
     neighbouring rows (columns) fall on, else None: ``BLOCK_SHARE`` of them at least, and none
-    off it above ``BLOCK_STEP`` of the largest (in grey levels); ``lines``: how many of its
-    lines the picture changes on by more than that."""
+    off it above ``BLOCK_STEP`` of the largest of ``changes`` (their roots, in grey levels);
+    ``lines``: how many of its lines the picture changes on by more than that."""
     positions = np.arange(1, len(steps) + 1)  # the row (column) each step leads into
     share = np.bincount(positions % size, weights=steps, minlength=size)
     start = int(share.argmax())
     if not share[start] >= BLOCK_SHARE * steps.sum() > 0:
         return None
-    changes = np.sqrt(steps)  # back to grey levels
     on_grid = positions % size == start
     threshold = BLOCK_STEP * changes.max()
     if changes[~on_grid].max(initial=0) > threshold:
