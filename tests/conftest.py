@@ -55,7 +55,13 @@ def tiny_mnist_files(n_train: int = 200, n_test: int = 50) -> dict[str, bytes]:
 
 
 NO_AUGMENT = AugmentParams(
-    shift_px=0, rotation_deg=0, scale=0, elastic_px=0, low_res_share=0, low_res_px=11
+    shift_px=0,
+    rotation_deg=0,
+    scale=0,
+    elastic_px=0,
+    low_res_share=0,
+    low_res_px=11,
+    thick_share=0,
 )
 TINY = TrainParams(
     seed=7,
@@ -77,7 +83,7 @@ TINY = TrainParams(
     own_share=0.0,
 )
 # Every option on at once: XLA, warm-up, AdamW, max-norm, one-hot labels, augmentation (low-res
-# blur too), weight averaging.
+# blur and broader strokes too), weight averaging.
 ALL_OPTIONS = dataclasses.replace(
     TINY,
     jit_compile=True,
@@ -87,7 +93,13 @@ ALL_OPTIONS = dataclasses.replace(
     label_smoothing=0.1,
     ema_momentum=0.9,
     augment=AugmentParams(
-        shift_px=2, rotation_deg=10, scale=0.1, elastic_px=1.5, low_res_share=0.5, low_res_px=11
+        shift_px=2,
+        rotation_deg=10,
+        scale=0.1,
+        elastic_px=1.5,
+        low_res_share=0.5,
+        low_res_px=11,
+        thick_share=0.5,
     ),
 )
 

@@ -12,6 +12,7 @@ from digits.augment import (
     _bicubic_rows,
     _low_res,
     _low_res_matrix,
+    _thicken,
     _sample_bilinear,
     _shift_bilinear,
     distort_images,
@@ -146,11 +147,48 @@ def test_low_res_blurs_its_share_of_the_images_seeded():
     np.testing.assert_array_equal(distort_images(x, seed, low_res_only(0.0)).numpy(), x)
 
 
+def thick_only(share: float) -> AugmentParams:
+    return replace(NO_AUGMENT, thick_share=share)
+
+
+def test_a_broader_pen_takes_the_brightest_of_each_square_below_and_right():
+    x, _ = random_data(5, 6)
+    padded = np.pad(x, [(0, 0), (0, 1), (0, 1)])  # zeros beyond the bottom and right edges
+    windows = [
+        padded[:, down : down + 28, right : right + 28] for down in (0, 1) for right in (0, 1)
+    ]
+    expected = np.max(windows, axis=0)
+
+    broader = _thicken(tf.constant(x), tf.constant([1, 2], tf.int64), thick_only(1.0)).numpy()
+
+    np.testing.assert_array_equal(broader, expected)
+
+
+def test_broader_strokes_for_their_share_of_the_images_seeded_apart_from_the_blur():
+    x, _ = random_data(2000, 4)
+    seed = tf.constant([5, 6], tf.int64)
+
+    broader = distort_images(x, seed, thick_only(0.3)).numpy()
+
+    changed = np.any(broader != x, axis=(1, 2))
+    assert 0.26 < changed.mean() < 0.34  # 600 expected; 4 standard deviations either way
+    every_one = _thicken(tf.constant(x), seed, thick_only(1.0)).numpy()
+    np.testing.assert_array_equal(broader[changed], every_one[changed])
+    np.testing.assert_array_equal(broader[~changed], x[~changed])
+    np.testing.assert_array_equal(broader, distort_images(x, seed, thick_only(0.3)).numpy())
+    assert not np.array_equal(broader, distort_images(x, seed + 1, thick_only(0.3)).numpy())
+    both = replace(NO_AUGMENT, low_res_share=0.3, thick_share=0.3)
+    blurred = np.any(distort_images(x, seed, low_res_only(0.3)).numpy() != x, axis=(1, 2))
+    chosen_for_both = np.any(distort_images(x, seed, both).numpy() != x, axis=(1, 2))
+    np.testing.assert_array_equal(chosen_for_both, blurred | changed)  # independent draws
+    assert 0.05 < (blurred & changed).mean() < 0.13  # 0.09 of them both
+
+
 def test_low_res_blur_runs_inside_the_batch_source():
     """The matrix is made eagerly even when it is first needed while tf.data traces."""
     _low_res_matrix.cache_clear()
     x, y = random_data(64, 5)
-    params = replace(TINY, augment=low_res_only(0.5))
+    params = replace(TINY, augment=replace(low_res_only(0.5), thick_share=0.5))
 
     images, _ = next(iter(training_batches(x, y, params)))
 

@@ -81,6 +81,7 @@ def test_integer_is_accepted_where_a_number_is_expected():
         ("train.seed", 2**32, "train.seed: expected 0 to 4294967295 (32 bits), got 4294967296"),
         ("preprocess.seed", -1, "preprocess.seed: expected 0 to 4294967295"),
         ("train.epochs", 10**6, "train.epochs: expected 1 to 10000"),
+        ("train.augment.thick_share", 1.5, "train.augment.thick_share: expected 0 to 1"),
         ("train.hidden_units", [64] * 65, "train.hidden_units: expected a list of 1 to 64"),
         ("train.batch_size", 60_001, "train.batch_size: expected 1 to 60000, the training file"),
         ("train.steps_per_execution", 2**31, "train.steps_per_execution: expected 1 to 10000"),

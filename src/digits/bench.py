@@ -54,7 +54,13 @@ SEED_MODEL = {
 }
 NETWORK_ONLY = {
     "augment": AugmentParams(
-        shift_px=0, rotation_deg=0, scale=0, elastic_px=0, low_res_share=0, low_res_px=11
+        shift_px=0,
+        rotation_deg=0,
+        scale=0,
+        elastic_px=0,
+        low_res_share=0,
+        low_res_px=11,
+        thick_share=0,
     ),
     "label_smoothing": 0.0,
     "ema_momentum": 0.0,

@@ -81,6 +81,7 @@ class AugmentParams:
     elastic_px: float  # largest displacement of a smooth random field, in pixels
     low_res_share: float  # this fraction of the images, drawn anew, blurred as low-res scans ...
     low_res_px: int  # ... shrunk to this many pixels a side and enlarged back
+    thick_share: float  # this fraction, drawn anew, written with a pen about a pixel broader
 
     @property
     def moves_pixels(self) -> bool:
@@ -88,7 +89,7 @@ class AugmentParams:
 
     @property
     def enabled(self) -> bool:
-        return self.moves_pixels or self.low_res_share > 0
+        return self.moves_pixels or self.low_res_share > 0 or self.thick_share > 0
 
 
 @dataclass(frozen=True)
@@ -417,6 +418,9 @@ def _parse_augment(section: "_Section") -> AugmentParams:
         ),
         low_res_px=section.get(
             "low_res_px", int, check=lambda v: 4 <= v <= 27, expected="4 to 27"
+        ),
+        thick_share=section.get(
+            "thick_share", float, check=lambda v: 0 <= v <= 1, expected="0 to 1"
         ),
     )
 
