@@ -12,9 +12,9 @@ from digits.augment import (
     _bicubic_rows,
     _low_res,
     _low_res_matrix,
-    _thicken,
     _sample_bilinear,
     _shift_bilinear,
+    _thicken,
     distort_images,
 )
 from digits.batches import training_batches

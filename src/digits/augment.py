@@ -1,6 +1,6 @@
 """On-the-fly augmentation of training images: seeded random shifts, rotations, zoom, elastic
-distortion, low-resolution blur and broader strokes, vectorised over a batch so that it costs little on 2 CPU
-cores."""
+distortion, low-resolution blur and broader strokes, vectorised over a batch so that it costs
+little on 2 CPU cores."""
 
 import functools
 import math
