@@ -174,7 +174,6 @@ def test_broader_strokes_for_their_share_of_the_images_seeded_apart_from_the_blu
     assert 0.26 < changed.mean() < 0.34  # 600 expected; 4 standard deviations either way
     every_one = _thicken(tf.constant(x), seed, thick_only(1.0)).numpy()
     np.testing.assert_array_equal(broader[changed], every_one[changed])
-    np.testing.assert_array_equal(broader[~changed], x[~changed])
     np.testing.assert_array_equal(broader, distort_images(x, seed, thick_only(0.3)).numpy())
     assert not np.array_equal(broader, distort_images(x, seed + 1, thick_only(0.3)).numpy())
     both = replace(NO_AUGMENT, low_res_share=0.3, thick_share=0.3)
@@ -184,11 +183,17 @@ def test_broader_strokes_for_their_share_of_the_images_seeded_apart_from_the_blu
     assert 0.05 < (blurred & changed).mean() < 0.13  # 0.09 of them both
 
 
-def test_low_res_blur_runs_inside_the_batch_source():
-    """The matrix is made eagerly even when it is first needed while tf.data traces."""
+@pytest.mark.parametrize(
+    "augment",
+    [low_res_only(0.5), thick_only(0.5), replace(low_res_only(0.5), thick_share=0.5)],
+    ids=["blur", "broader strokes", "both"],
+)
+def test_blur_and_broader_strokes_alone_run_inside_the_batch_source(augment):
+    """Either share alone turns augmentation on, and the blur's matrix is made eagerly even
+    when it is first needed while tf.data traces."""
     _low_res_matrix.cache_clear()
     x, y = random_data(64, 5)
-    params = replace(TINY, augment=replace(low_res_only(0.5), thick_share=0.5))
+    params = replace(TINY, augment=augment)
 
     images, _ = next(iter(training_batches(x, y, params)))
 

@@ -23,7 +23,7 @@ THICK_PEN = 2  # px: the window _thicken takes the brightest pixel of (3 broaden
 def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Tensor:
     """Randomly shift, rotate, zoom and elastically distort each image of float32 (b, 28, 28)
     (``_move_pixels``), then blur a random share of them as low-resolution scans are
-    (``_low_res``) and broaden the strokes of another (``_thicken``), each drawn on its own.
+    (``_low_res``) and broaden the strokes of a share drawn independently (``_thicken``).
     ``seed`` is int64 (2,): the same seed gives the same images."""
     images = tf.convert_to_tensor(images)
     if augment.moves_pixels:
@@ -86,10 +86,10 @@ def _low_res(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.T
 
 def _thicken(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Tensor:
     """Replace a random ``augment.thick_share`` of float32 (b, 28, 28) images with each pixel
-    the brightest of the ``THICK_PEN`` square below and right of it: strokes about a pixel
-    broader, as a marker or a bold pen writes them and as low-resolution handwriting keeps
-    them (UCI's 8x8 digits are at MNIST's thickest; ``normalise_stroke_width`` thins only
-    beyond that), half a pixel up and left."""
+    the brightest of the ``THICK_PEN`` square around it (2: the pixel and those right, below
+    and below right): strokes about a pixel broader, as a marker or a bold pen writes them and
+    as low-resolution handwriting keeps them (UCI's 8x8 digits are at MNIST's thickest;
+    ``normalise_stroke_width`` thins only beyond that), half a pixel up and left."""
     draw = tf.random.stateless_uniform([tf.shape(images)[0]], seed)
     chosen = tf.where(draw < augment.thick_share)  # (k, 1) indices
     picked = tf.gather_nd(images, chosen)[..., None]
