@@ -18,7 +18,7 @@ import yaml
 from hypothesis import settings
 
 from digits.idx import encode_idx
-from digits.params import AugmentParams, TrainParams
+from digits.params import NO_AUGMENT, TrainParams
 
 # Property-based tests draw the same examples every run, so CI is as reproducible as the
 # pipeline; to explore further, run pytest with --hypothesis-seed=N.
@@ -54,15 +54,6 @@ def tiny_mnist_files(n_train: int = 200, n_test: int = 50) -> dict[str, bytes]:
     return {key: encode_idx(array) for key, array in arrays.items()}
 
 
-NO_AUGMENT = AugmentParams(
-    shift_px=0,
-    rotation_deg=0,
-    scale=0,
-    elastic_px=0,
-    low_res_share=0,
-    low_res_px=11,
-    thick_share=0,
-)
 TINY = TrainParams(
     seed=7,
     hidden_units=(8, 4),
@@ -92,13 +83,13 @@ ALL_OPTIONS = dataclasses.replace(
     max_norm=3.0,
     label_smoothing=0.1,
     ema_momentum=0.9,
-    augment=AugmentParams(
+    augment=dataclasses.replace(
+        NO_AUGMENT,
         shift_px=2,
         rotation_deg=10,
         scale=0.1,
         elastic_px=1.5,
         low_res_share=0.5,
-        low_res_px=11,
         thick_share=0.5,
     ),
 )

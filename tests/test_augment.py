@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ALL_OPTIONS, NO_AUGMENT, TINY, random_data
+from conftest import ALL_OPTIONS, TINY, random_data
 
 from digits.augment import (
     ELASTIC_GRID,
@@ -18,7 +18,7 @@ from digits.augment import (
     distort_images,
 )
 from digits.batches import training_batches
-from digits.params import AugmentParams
+from digits.params import NO_AUGMENT, AugmentParams
 
 
 def test_distort_images_without_options_is_identity():
@@ -131,24 +131,26 @@ def test_low_res_is_tensorflows_shrink_and_enlarge(side):
     np.testing.assert_allclose(blurred.numpy(), expected.numpy(), atol=1e-5)
 
 
-def test_low_res_blurs_its_share_of_the_images_seeded():
+def thick_only(share: float) -> AugmentParams:
+    return replace(NO_AUGMENT, thick_share=share)
+
+
+@pytest.mark.parametrize(
+    ("only", "every_image"), [(low_res_only, _low_res), (thick_only, _thicken)]
+)
+def test_blur_and_broader_strokes_change_their_share_of_the_images_seeded(only, every_image):
     x, _ = random_data(2000, 4)
     seed = tf.constant([5, 6], tf.int64)
 
-    blurred = distort_images(x, seed, low_res_only(0.3)).numpy()
+    changed_images = distort_images(x, seed, only(0.3)).numpy()
 
-    changed = np.any(blurred != x, axis=(1, 2))
+    changed = np.any(changed_images != x, axis=(1, 2))
     assert 0.26 < changed.mean() < 0.34  # 600 expected; 4 standard deviations either way
-    every_one = _low_res(tf.constant(x), seed, low_res_only(1.0)).numpy()
-    np.testing.assert_allclose(blurred[changed], every_one[changed], atol=1e-6)
-    np.testing.assert_array_equal(blurred[~changed], x[~changed])
-    np.testing.assert_array_equal(blurred, distort_images(x, seed, low_res_only(0.3)).numpy())
-    assert not np.array_equal(blurred, distort_images(x, seed + 1, low_res_only(0.3)).numpy())
-    np.testing.assert_array_equal(distort_images(x, seed, low_res_only(0.0)).numpy(), x)
-
-
-def thick_only(share: float) -> AugmentParams:
-    return replace(NO_AUGMENT, thick_share=share)
+    every_one = every_image(tf.constant(x), seed, only(1.0)).numpy()
+    np.testing.assert_allclose(changed_images[changed], every_one[changed], atol=1e-6)
+    np.testing.assert_array_equal(changed_images, distort_images(x, seed, only(0.3)).numpy())
+    assert not np.array_equal(changed_images, distort_images(x, seed + 1, only(0.3)).numpy())
+    np.testing.assert_array_equal(distort_images(x, seed, only(0.0)).numpy(), x)
 
 
 def test_a_broader_pen_takes_the_brightest_of_each_square_below_and_right():
@@ -164,20 +166,14 @@ def test_a_broader_pen_takes_the_brightest_of_each_square_below_and_right():
     np.testing.assert_array_equal(broader, expected)
 
 
-def test_broader_strokes_for_their_share_of_the_images_seeded_apart_from_the_blur():
+def test_blur_and_broader_strokes_are_drawn_independently():
     x, _ = random_data(2000, 4)
     seed = tf.constant([5, 6], tf.int64)
 
-    broader = distort_images(x, seed, thick_only(0.3)).numpy()
-
-    changed = np.any(broader != x, axis=(1, 2))
-    assert 0.26 < changed.mean() < 0.34  # 600 expected; 4 standard deviations either way
-    every_one = _thicken(tf.constant(x), seed, thick_only(1.0)).numpy()
-    np.testing.assert_array_equal(broader[changed], every_one[changed])
-    np.testing.assert_array_equal(broader, distort_images(x, seed, thick_only(0.3)).numpy())
-    assert not np.array_equal(broader, distort_images(x, seed + 1, thick_only(0.3)).numpy())
     both = replace(NO_AUGMENT, low_res_share=0.3, thick_share=0.3)
+
     blurred = np.any(distort_images(x, seed, low_res_only(0.3)).numpy() != x, axis=(1, 2))
+    changed = np.any(distort_images(x, seed, thick_only(0.3)).numpy() != x, axis=(1, 2))
     chosen_for_both = np.any(distort_images(x, seed, both).numpy() != x, axis=(1, 2))
     np.testing.assert_array_equal(chosen_for_both, blurred | changed)  # independent draws
     assert 0.05 < (blurred & changed).mean() < 0.13  # 0.09 of them both

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from digits.data import load_split
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
-from digits.params import AugmentParams, TrainParams, layer_widths, load_params
+from digits.params import NO_AUGMENT, TrainParams, layer_widths, load_params
 from digits.paths import PARAMS, PREPARED, in_project
 
 # The seed project's model, with the speed settings that measure fastest for it: 64 steps per
@@ -53,15 +53,7 @@ SEED_MODEL = {
     "precision": "float32",
 }
 NETWORK_ONLY = {
-    "augment": AugmentParams(
-        shift_px=0,
-        rotation_deg=0,
-        scale=0,
-        elastic_px=0,
-        low_res_share=0,
-        low_res_px=11,
-        thick_share=0,
-    ),
+    "augment": NO_AUGMENT,
     "label_smoothing": 0.0,
     "ema_momentum": 0.0,
     "max_norm": 0.0,

@@ -92,6 +92,17 @@ class AugmentParams:
         return self.moves_pixels or self.low_res_share > 0 or self.thick_share > 0
 
 
+NO_AUGMENT = AugmentParams(
+    shift_px=0,
+    rotation_deg=0,
+    scale=0,
+    elastic_px=0,
+    low_res_share=0,
+    low_res_px=11,  # unused while low_res_share is 0
+    thick_share=0,
+)
+
+
 @dataclass(frozen=True)
 class TrainParams:
     seed: int
