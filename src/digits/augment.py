@@ -75,13 +75,14 @@ def _low_res(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.T
     brightest pixel 1 again, as predict's framing makes it: the blur of a low-resolution scan or
     a soft photo, which normalising a picture cannot undo. Both resizes are linear along each
     axis: two products with one (28, 28) matrix, for the chosen images only."""
-    draw = tf.random.stateless_uniform([tf.shape(images)[0]], seed)
-    chosen = tf.where(draw < augment.low_res_share)  # (k, 1) indices
     matrix = _low_res_matrix(augment.low_res_px)
-    resized = tf.einsum("ij,bjk,lk->bil", matrix, tf.gather_nd(images, chosen), matrix)
-    blurred = tf.clip_by_value(resized, 0, 1)
-    blurred /= tf.maximum(tf.reduce_max(blurred, axis=[1, 2], keepdims=True), 1e-6)
-    return tf.tensor_scatter_nd_update(images, chosen, blurred)
+
+    def blur(picked: tf.Tensor) -> tf.Tensor:
+        resized = tf.einsum("ij,bjk,lk->bil", matrix, picked, matrix)
+        blurred = tf.clip_by_value(resized, 0, 1)
+        return blurred / tf.maximum(tf.reduce_max(blurred, axis=[1, 2], keepdims=True), 1e-6)
+
+    return _replace_share(images, seed, augment.low_res_share, blur)
 
 
 def _thicken(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Tensor:
@@ -90,11 +91,20 @@ def _thicken(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.T
     and below right): strokes about a pixel broader, as a marker or a bold pen writes them and
     as low-resolution handwriting keeps them (UCI's 8x8 digits are at MNIST's thickest;
     ``normalise_stroke_width`` thins only beyond that), half a pixel up and left."""
+
+    def broaden(picked: tf.Tensor) -> tf.Tensor:
+        return tf.nn.max_pool2d(picked[..., None], THICK_PEN, strides=1, padding="SAME")[..., 0]
+
+    return _replace_share(images, seed, augment.thick_share, broaden)
+
+
+def _replace_share(images: tf.Tensor, seed: tf.Tensor, share: float, change) -> tf.Tensor:
+    """float32 (b, 28, 28) ``images`` with a random ``share`` of them, drawn from ``seed``,
+    replaced by ``change`` of them (a function of the chosen (k, 28, 28)); only those are
+    computed."""
     draw = tf.random.stateless_uniform([tf.shape(images)[0]], seed)
-    chosen = tf.where(draw < augment.thick_share)  # (k, 1) indices
-    picked = tf.gather_nd(images, chosen)[..., None]
-    broader = tf.nn.max_pool2d(picked, THICK_PEN, strides=1, padding="SAME")
-    return tf.tensor_scatter_nd_update(images, chosen, broader[..., 0])
+    chosen = tf.where(draw < share)  # (k, 1) indices
+    return tf.tensor_scatter_nd_update(images, chosen, change(tf.gather_nd(images, chosen)))
 
 
 @functools.cache
