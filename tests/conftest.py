@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -260,4 +261,15 @@ def start_serve(*args: str, stderr=subprocess.PIPE) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """For ``Popen(preexec_fn=...)`` of a command that a test stops with SIGINT, as Ctrl-C.
+
+    A shell without job control starts background commands with SIGINT ignored, and their
+    children inherit that (Python then raises no KeyboardInterrupt); a user's Ctrl-C reaches a
+    command run from a terminal with the default. So the tests pass however pytest was started.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

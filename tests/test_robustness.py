@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, tiny_workspace, venv_env, write_mirror
+from conftest import PROJECT_ROOT, ctrl_c_as_in_a_terminal, tiny_workspace, venv_env, write_mirror
 
 from digits.idx import encode_idx
 
@@ -175,9 +175,7 @@ def start_training(workdir: Path, env: dict, epochs: int) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        # A shell without job control starts background commands with SIGINT ignored, and
-        # their children inherit that; a user's Ctrl-C reaches a stage with the default.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
 
 

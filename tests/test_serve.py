@@ -354,8 +354,8 @@ def served(model_path, tmp_path):
             process.wait()
 
 
-def stop(process) -> tuple[int, str, str]:
-    process.send_signal(signal.SIGINT)
+def stop(process, number=signal.SIGINT) -> tuple[int, str, str]:
+    process.send_signal(number)
     out, err = process.communicate(timeout=30)
     return process.returncode, out, err
 
@@ -387,6 +387,18 @@ def test_the_command_answers_every_status_and_stops_cleanly_on_ctrl_c(served, tm
     assert request(address, "POST", "/api/predict", drawn_seven())[0] == 200  # still serving
 
     code, out, err = stop(process)
+    assert code == 0
+    assert out.splitlines()[-1] == "stopped"
+    assert "Traceback" not in err
+
+
+@pytest.mark.integration
+def test_the_command_stops_cleanly_on_sigterm(served):  # kill, systemd, docker stop
+    url, process = served
+    assert request(("127.0.0.1", int(url.rsplit(":", 1)[1])), "GET", "/")[0] == 200
+
+    code, out, err = stop(process, signal.SIGTERM)
+
     assert code == 0
     assert out.splitlines()[-1] == "stopped"
     assert "Traceback" not in err
