@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from conftest import PROJECT_ROOT, load_project_params
+from dvc.utils.serialize import dumps_yaml
+from ruamel.yaml import YAML
 
 from digits.params import (
     ParamsError,
@@ -238,7 +240,7 @@ def test_unknown_section_is_rejected():
 def test_unparsable_yaml_names_the_file(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train: [epochs: 3\n")
-    with pytest.raises(ParamsError, match=r"params.yaml: not valid YAML"):
+    with pytest.raises(ParamsError, match=r"params.yaml: line 2, column 1: not valid YAML"):
         load_params(path)
 
 
@@ -315,6 +317,52 @@ def test_duplicate_key_is_refused_with_both_lines():
     assert str(caught.value) == (
         "params.yaml: train.epochs: duplicate key (lines 2 and 4); delete one of them"
     )
+
+
+SPELLINGS = (
+    "1e-05 3e-3 1E3 -1E-3 1.e3 +.5 .5 1. 1.5e+3 1e+16 .inf -.inf .NaN 010 09 007 0o10 0x1f 0b101 "
+    "1_000 +12 -0 true False TRUE yes no on off y 1:30 ~ null 2024-01-01 0x e3 1.5.5"
+).split()
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_every_value_is_read_as_dvc_reads_it(spelling):
+    """DVC reads params.yaml with ruamel.yaml as YAML 1.2, and `dvc exp run -S` writes it so
+    (1e-05); PyYAML's YAML 1.1 would read some of these differently (010 as 8, yes as true)."""
+    text = f"key: {spelling}\n"
+    dvc_reads = YAML(typ="safe").load(text)["key"]
+
+    ours = parse_yaml(text)["key"]
+
+    assert (type(ours), repr(ours)) == (type(dvc_reads), repr(dvc_reads))
+
+
+def test_a_value_dvc_writes_is_read_back():
+    text = dumps_yaml({"train": {"weight_decay": 0.00001, "learning_rate": 3e-3}})
+
+    assert parse_yaml(text) == {"train": {"weight_decay": 0.00001, "learning_rate": 0.003}}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "train:\n  hidden_units: [512, 256\n  dropout: 0.2\n",
+            "params.yaml: line 3, column 10: not valid YAML: expected ',' or ']', but got ':' "
+            "(while parsing a flow sequence from line 2, column 17)",
+        ),
+        (
+            "train:\n\tseed: 1\n",
+            "params.yaml: line 2, column 1: not valid YAML: found character '\\t' that cannot "
+            "start any token (while scanning for the next token)",
+        ),
+    ],
+)
+def test_a_syntax_error_is_one_line_with_where(text, expected):
+    with pytest.raises(ParamsError) as caught:
+        parse_yaml(text)
+
+    assert str(caught.value) == expected
 
 
 def test_merge_key_overrides_are_not_duplicates():

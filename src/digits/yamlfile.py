@@ -1,7 +1,9 @@
 """Read a small YAML file safely: plain values only, bounded in size, depth and alias expansion,
-no duplicate keys. params.yaml and the presets are read through here."""
+no duplicate keys, every value read as DVC reads it. params.yaml, the presets and dvc.lock are
+read through here."""
 
 import os
+import re
 import reprlib
 import stat
 from pathlib import Path
@@ -60,7 +62,7 @@ def parse_yaml(text: str, source: str = "params.yaml") -> Any:
         _reject_duplicate_keys(node, "", source)
         return loader.construct_document(node)
     except yaml.YAMLError as error:
-        raise ParamsError(f"{source}: not valid YAML: {shorten(str(error), 300)}") from None
+        raise ParamsError(f"{source}: {shorten(describe_yaml_error(error), 300)}") from None
     except (ValueError, OverflowError) as error:  # int("9" * 5000), date 2024-13-01
         reason = str(error).split(";")[0]  # not Python's advice on raising its own limits
         raise ParamsError(f"{source}: a value YAML cannot read: {shorten(reason, 200)}") from None
@@ -69,12 +71,73 @@ def parse_yaml(text: str, source: str = "params.yaml") -> Any:
             loader.dispose()
 
 
+def describe_yaml_error(error: yaml.YAMLError) -> str:
+    """One line for PyYAML's several: where, what, and what it was reading when it failed."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem is None:
+        return "not valid YAML: " + " ".join(str(error).split())
+    where = f"{_position(error.problem_mark)}: " if error.problem_mark else ""
+    context = f" ({error.context}" if error.context else ""
+    if context and error.context_mark and error.context_mark != error.problem_mark:
+        context += f" from {_position(error.context_mark)}"
+    return f"{where}not valid YAML: {error.problem}{context}{')' if context else ''}"
+
+
+def _position(mark: yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
 ALIAS_FIX = "write the values out instead of using anchors (&) and aliases (*)"
 DEPTH_FIX = "params.yaml nests 5 levels deep: check the brackets and indentation"
 
 
+# DVC reads and writes params.yaml as YAML 1.2 (ruamel.yaml); PyYAML reads YAML 1.1, where 1e-05
+# (which `dvc exp run -S` writes) is a string, 010 is 8, yes and on are true and 1:30 is 90. So
+# booleans, integers and floats are resolved by ruamel.yaml's YAML 1.2 patterns, copied here.
+YAML12_SCALARS = {
+    "tag:yaml.org,2002:bool": ("tTfF", r"true|True|TRUE|false|False|FALSE"),
+    "tag:yaml.org,2002:float": (
+        "-+0123456789.",
+        r"""[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN)""",
+    ),
+    "tag:yaml.org,2002:int": (
+        "-+0123456789",
+        r"[-+]?0b[0-1_]+ |[-+]?0o?[0-7_]+ |[-+]?[0-9_]+ |[-+]?0x[0-9a-fA-F_]+",
+    ),
+}
+
+
+def _yaml12_resolvers() -> dict[str, list]:
+    """PyYAML's safe implicit resolvers with ``YAML12_SCALARS`` in place of its own."""
+    resolvers = {
+        first: [(tag, regexp) for tag, regexp in entries if tag not in YAML12_SCALARS]
+        for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    for tag, (firsts, pattern) in YAML12_SCALARS.items():
+        regexp = re.compile(f"^(?:{pattern})$", re.X)
+        for first in firsts:
+            resolvers.setdefault(first, []).insert(0, (tag, regexp))
+    return resolvers
+
+
 class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, counting values and depth as if every alias were expanded."""
+    """PyYAML's safe loader, counting values and depth as if every alias were expanded, its
+    scalars resolved as YAML 1.2 (``YAML12_SCALARS``)."""
+
+    yaml_implicit_resolvers = _yaml12_resolvers()
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """YAML 1.2: 010 is ten, 0o10 eight (YAML 1.1: 010 is eight)."""
+        text = self.construct_scalar(node).replace("_", "")
+        sign = -1 if text.startswith("-") else 1
+        digits = text.lstrip("+-")
+        bases = {"0b": 2, "0o": 8, "0x": 16}
+        if digits[:2] in bases:
+            return sign * int(digits[2:], bases[digits[:2]])
+        return sign * int(digits)
 
     def __init__(self, text: str, source: str):
         super().__init__(text)
@@ -120,6 +183,9 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def _refuse(self, event, what: str, fix: str = DEPTH_FIX) -> ParamsError:
         return ParamsError(f"{self.source}: line {event.start_mark.line + 1}: {what}; {fix}")
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
 def _child_nodes(node: yaml.Node) -> list[yaml.Node]:
