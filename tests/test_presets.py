@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import DIGITS
+from dvc.cli import DvcParserError, parse_args
 from dvc.utils.hydra import apply_overrides
 
 from digits import presets
@@ -39,10 +40,24 @@ def test_bad_value_in_preset_is_named(tmp_path):
         presets.load_preset(preset, ROOT / "params.yaml")
 
 
+def test_a_string_that_is_not_one_word_is_quoted_for_hydra():
+    assert presets.format_value(["https://example.com/mnist/"], "download.mirrors") == (
+        "['https://example.com/mnist/']"
+    )
+
+
+MIRROR_PRESET = "download:\n  mirrors: [https://example.com/mnist/]\n  timeout_s: 5\n"
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("preset", PRESETS, ids=[path.stem for path in PRESETS])
+@pytest.mark.parametrize(
+    "preset", [*PRESETS, "mirror"], ids=[*(path.stem for path in PRESETS), "mirror"]
+)
 def test_dvc_applies_preset_args_as_written(preset, tmp_path):
     """What `dvc exp run -S ...` does to params.yaml equals merging the preset file into it."""
+    if preset == "mirror":
+        preset = tmp_path / "mirror.yaml"
+        preset.write_text(MIRROR_PRESET)
     params = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", params)
     printed = subprocess.run(
@@ -56,3 +71,29 @@ def test_dvc_applies_preset_args_as_written(preset, tmp_path):
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     expected = parse_params(presets.merge_preset(base, yaml.safe_load(preset.read_text())))
     assert load_params(params) == expected
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("train:\n  epoch: 3\n", "train.epoch: unknown key"),
+        ("train: {}\n", "sets no key"),
+        ("download:\n  mirrors: ['https://a b/']\n", "a URL cannot contain spaces"),
+    ],
+)
+def test_a_preset_that_cannot_be_applied_stops_dvc_exp_run(text, expected, tmp_path):
+    """`dvc exp run $(digits preset P)` must not run params.yaml unchanged when P is wrong."""
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(text)
+    result = subprocess.run(
+        [DIGITS, "preset", str(preset), "--params", str(ROOT / "params.yaml")],
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and str(preset) in result.stderr
+    assert expected in result.stderr
+    with pytest.raises(DvcParserError):
+        parse_args(["exp", "run", *result.stdout.split()])

@@ -5,16 +5,21 @@
 A preset has the structure of params.yaml and only the keys it overrides. It is checked against
 params.yaml first, so a misspelt key or a bad value stops here with the key named, not halfway
 through an experiment. Values are printed without spaces, so the shell's word splitting of
-``$(...)`` keeps each ``-S`` argument whole.
+``$(...)`` keeps each ``-S`` argument whole. A preset it cannot apply prints ``NOT_APPLIED``
+on stdout besides the error on stderr: `dvc exp run` refuses that option and stops, where
+empty output would run an experiment of params.yaml unchanged.
 """
 
 import argparse
 from pathlib import Path
 from typing import Any
 
+from digits.errors import DigitsError
 from digits.params import ParamsError, load_params, parse_params
 from digits.paths import PARAMS, in_project
-from digits.yamlfile import load_yaml
+from digits.yamlfile import load_yaml, show
+
+NOT_APPLIED = "--preset-not-applied"  # printed instead of overrides: see the docstring
 
 
 def preset_overrides(preset: dict, prefix: str = "") -> list[str]:
@@ -30,7 +35,8 @@ def preset_overrides(preset: dict, prefix: str = "") -> list[str]:
 
 
 def format_value(value: Any, key: str) -> str:
-    """A YAML scalar or list as DVC's ``-S`` (Hydra) syntax, with no spaces."""
+    """A YAML scalar or list as DVC's ``-S`` (Hydra) syntax, with no spaces: a string that is
+    not one word in Hydra's quotes, e.g. a mirror's URL."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -39,7 +45,12 @@ def format_value(value: Any, key: str) -> str:
         return "[" + ",".join(format_value(item, key) for item in value) + "]"
     if isinstance(value, str) and value.replace("_", "").isalnum():
         return value
-    raise ParamsError(f"{key}: expected a number, true/false, a word or a list, got {value!r}")
+    if isinstance(value, str) and value and not any(c.isspace() or c in "'\\" for c in value):
+        return f"'{value}'"
+    raise ParamsError(
+        f"{key}: {show(value)} cannot be passed to `dvc exp run -S` in one shell word "
+        "(spaces, quotes or backslashes); set it in params.yaml instead"
+    )
 
 
 def merge_preset(params: dict, preset: dict) -> dict:
@@ -72,5 +83,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    overrides = preset_overrides(load_preset(args.preset, args.params or in_project(PARAMS)))
+    try:
+        preset = load_preset(args.preset, args.params or in_project(PARAMS))
+        try:
+            overrides = preset_overrides(preset)
+        except ParamsError as error:
+            raise ParamsError(f"{args.preset}: {error}") from None
+        if not overrides:
+            raise ParamsError(f"{args.preset}: sets no key; a preset lists the keys it changes")
+    except DigitsError:
+        print(NOT_APPLIED)
+        raise
     print(" ".join(f"-S {override}" for override in overrides))
