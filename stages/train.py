@@ -14,7 +14,7 @@ import time
 
 from digits.data import load_split, mix_in, own_count
 from digits.distribute import join_cluster
-from digits.files import atomic_paths, live_path
+from digits.files import atomic_paths, check_output_files, live_path
 from digits.params import load_params
 from digits.stage import progress_on_terminal, run_stage, stage_arguments
 from digits.tracking import live_logger
@@ -39,8 +39,10 @@ def main() -> None:
 
     from digits.batches import steps_per_epoch
     from digits.model import build_model, train_model
-    from digits.saving import save_model
+    from digits.saving import check_model_path, save_model
 
+    check_model_path(args.model)
+    check_output_files(args.model, args.history)
     with cluster.scope():
         model = build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
     own = f" ({n_own} of them from {len(own_train[0])} own pictures)" if n_own else ""

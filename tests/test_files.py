@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digits.files import OutputError, atomic_path, atomic_paths, live_path
+from digits.files import OutputError, atomic_path, atomic_paths, check_output_files, live_path
 
 
 def test_atomic_path_replaces_the_file_when_the_block_succeeds(tmp_path):
@@ -186,3 +186,14 @@ def write_output(path, kind: str, text: str) -> None:
 
 def read_output(path, kind: str) -> str:
     return (path if kind == "file" else path / "a.png").read_text()
+
+
+def test_an_output_file_whose_path_is_a_directory_is_refused_before_any_work(tmp_path):
+    (tmp_path / "model.keras").mkdir()
+    (tmp_path / "history.csv").write_text("old")
+
+    check_output_files(tmp_path / "history.csv", tmp_path / "new.csv")  # a file, nothing yet
+    with pytest.raises(
+        OutputError, match="model.keras: is a directory, but this output is a file"
+    ):
+        check_output_files(tmp_path / "history.csv", tmp_path / "model.keras")

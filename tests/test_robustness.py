@@ -154,6 +154,29 @@ def test_a_live_log_that_cannot_be_written_is_one_error_line(work):
     assert snapshot(workdir) == before
 
 
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("data/model.h5", "data/model.h5: a model is saved in Keras' .keras format"),
+        (
+            "data/model-dir.keras",
+            "data/model-dir.keras: is a directory, but this output is a file",
+        ),
+    ],
+)
+def test_a_model_path_train_cannot_write_stops_it_before_training(work, model, expected):
+    workdir, _, env = work
+    (workdir / "data/model-dir.keras").mkdir()
+    before = snapshot(workdir)
+    argv = [arg if arg != "data/model.keras" else model for arg in stage_argv("train")]
+
+    result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True)
+
+    assert_fails_naming(result, expected)
+    assert "epoch" not in result.stdout + result.stderr.lower()
+    assert snapshot(workdir) == before
+
+
 def test_bad_params_stop_before_any_data_is_read(work):
     workdir, _, env = work
     shutil.rmtree(workdir / "data")  # a stage that read data first would report missing files

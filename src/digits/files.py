@@ -77,6 +77,14 @@ def live_path(path: Path) -> Iterator[Path]:
     _remove(backup)
 
 
+def check_output_files(*paths: Path) -> None:
+    """Raise ``OutputError`` now, not after the work, for an output file that could not be put
+    in place at the end: its path is a directory."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            raise OutputError(f"{path}: is a directory, but this output is a file; remove it")
+
+
 def _output_named_in(error: OSError, temporaries, paths) -> Path | None:
     """The output whose temporary (or anything inside it) ``error`` is about, if any."""
     for name in (error.filename, error.filename2):

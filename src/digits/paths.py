@@ -14,7 +14,6 @@ CONFUSION = Path("plots/confusion.csv")  # evaluate --confusion
 METRICS = Path("metrics/metrics.json")  # evaluate --metrics: the test metrics the gate reads
 PLOT_IMAGES = Path("plots/images")  # evaluate --images-dir
 LOCK = Path("dvc.lock")
-OWN = Path("data/own")  # the project's own digit pictures, data/own/<label>/ (digits add)
 
 
 def project_root(start: Path | None = None) -> Path:

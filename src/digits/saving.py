@@ -19,6 +19,17 @@ class ModelError(DigitsError):
     """The model file is missing or cannot be loaded."""
 
 
+MODEL_SUFFIX = ".keras"  # the format save_model writes and load_model reads
+
+
+def check_model_path(path: Path) -> None:
+    """Raise ``ModelError`` now, not after training, if ``save_model`` could not write ``path``."""
+    if Path(path).suffix != MODEL_SUFFIX:
+        raise ModelError(
+            f"{path}: a model is saved in Keras' {MODEL_SUFFIX} format; name it *{MODEL_SUFFIX}"
+        )
+
+
 def save_model(model: keras.Model, path: Path) -> None:
     """Save in Keras 3 ``.keras`` format (``path`` must end in .keras) with bytes that depend
     only on the model: the same training gives the same file hash in dvc.lock."""
