@@ -15,7 +15,7 @@ import time
 from digits.data import load_split, mix_in, own_count
 from digits.distribute import join_cluster
 from digits.files import atomic_paths, check_output_files, live_path
-from digits.params import load_params
+from digits.params import load_params, memory_limit
 from digits.stage import progress_on_terminal, run_stage, stage_arguments
 from digits.tracking import live_logger
 
@@ -27,7 +27,8 @@ def main() -> None:
         __doc__, "--data-dir", "--own-dir", "--model", "--history", "--live-dir"
     )
 
-    cluster = join_cluster(load_params(args.params).train)  # alone unless TF_CONFIG is set
+    # Alone unless TF_CONFIG is set; the memory check only here, where training happens.
+    cluster = join_cluster(load_params(args.params, memory_bytes=memory_limit()).train)
     params = cluster.params
     own_train = load_split(args.own_dir, "train", stage="own", may_be_empty=True)
     mnist_train = load_split(args.data_dir, "train")

@@ -192,6 +192,12 @@ def test_model_that_fits_in_memory_is_accepted():
     assert parse_params(raw, memory_bytes=52 * 10**9).train.hidden_units == (2_000_000,)
 
 
+def test_without_a_memory_limit_nothing_depends_on_the_machine():
+    """The stages that do not train read params that only a larger machine could train."""
+    raw = with_change("train.hidden_units", [2_000_000_000])
+    assert parse_params(raw).train.hidden_units == (2_000_000_000,)
+
+
 def test_memory_limit_is_at_most_the_physical_memory():
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     assert 0 < memory_limit() <= physical

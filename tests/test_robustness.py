@@ -177,6 +177,18 @@ def test_a_model_path_train_cannot_write_stops_it_before_training(work, model, e
     assert snapshot(workdir) == before
 
 
+def test_only_train_refuses_a_model_too_large_for_this_machine(work):
+    """A model trained on a larger machine (restored from the run cache, say) is evaluated here."""
+    workdir, _, env = work
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["train"]["hidden_units"] = [2_000_000, 2_000_000]  # 16 TB to train
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+
+    assert_fails_naming(run_stage(workdir, "train", env), "train.hidden_units", "of memory here")
+    result = run_stage(workdir, "evaluate", env)
+    assert result.returncode == 0, result.stderr
+
+
 def test_bad_params_stop_before_any_data_is_read(work):
     workdir, _, env = work
     shutil.rmtree(workdir / "data")  # a stage that read data first would report missing files

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from digits.data import load_split
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
-from digits.params import NO_AUGMENT, TrainParams, layer_widths, load_params
+from digits.params import NO_AUGMENT, TrainParams, layer_widths, load_params, memory_limit
 from digits.paths import PARAMS, PREPARED, in_project
 
 # The seed project's model, with the speed settings that measure fastest for it: 64 steps per
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> None:
 
         serve_bench.run(args.serve, args.clients, args.requests, args.picture)
         return
-    default = load_params(args.params or in_project(PARAMS)).train
+    default = load_params(args.params or in_project(PARAMS), memory_bytes=memory_limit()).train
     default = dataclasses.replace(default, epochs=args.epochs, **NETWORK_ONLY)
     configs = {"seed": dataclasses.replace(default, **SEED_MODEL), "default": default}
     if args.only:

@@ -150,7 +150,10 @@ class Params:
 def load_params(path: Path = Path("params.yaml"), memory_bytes: int | None = None) -> Params:
     """Read ``path`` and return validated params; raise ``ParamsError`` naming the bad key.
 
-    ``memory_bytes`` is what training may use (default: this machine's, see ``memory_limit``).
+    ``memory_bytes``: what training may use, for whatever trains here (``memory_limit()``, this
+    machine's); None, the default, checks nothing that depends on the machine, so that the
+    stages that do not train accept a model trained on a larger one (restored from the run
+    cache, say).
     """
     return parse_params(load_yaml(path), source=str(path), memory_bytes=memory_bytes)
 
@@ -163,8 +166,6 @@ def parse_params(raw: Any, source: str = "params.yaml", memory_bytes: int | None
     """
     _reject_unknown_keys(raw, PARAMS_KEYS, "", source)
     top = _Section(raw, "", source)
-    if memory_bytes is None:
-        memory_bytes = memory_limit()
     return Params(
         download=_parse_download(top.section("download")),
         preprocess=_parse_preprocess(top.section("preprocess")),
@@ -290,7 +291,7 @@ def _seed(section: "_Section") -> int:
     )
 
 
-def _parse_train(section: "_Section", memory_bytes: int) -> TrainParams:
+def _parse_train(section: "_Section", memory_bytes: int | None) -> TrainParams:
     hidden_units = section.get(
         "hidden_units",
         list,
@@ -312,7 +313,8 @@ def _parse_train(section: "_Section", memory_bytes: int) -> TrainParams:
         check=lambda v: 1 <= v <= MNIST_TRAIN_IMAGES,
         expected=f"1 to {MNIST_TRAIN_IMAGES}, the training file's images",
     )
-    _check_memory(section, tuple(hidden_units), batch_size, memory_bytes)
+    if memory_bytes is not None:
+        _check_memory(section, tuple(hidden_units), batch_size, memory_bytes)
     return TrainParams(
         seed=_seed(section),
         hidden_units=tuple(hidden_units),
