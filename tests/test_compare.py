@@ -180,6 +180,17 @@ def test_render_markdown_has_gate_tables_and_class_moves():
     assert markdown.endswith("not committed at main; no confusion diff.\n")
 
 
+def test_params_are_shown_as_written_not_rounded():
+    report = hand_report(accuracy=(0.98, 0.981))
+    report["params"] = [
+        {"key": "train.learning_rate", "base": 0.003, "new": 0.00304},
+        {"key": "train.weight_decay", "base": 0, "new": 2e-05},
+    ]
+    text = compare.render(report)
+    assert re.search(r"train.learning_rate +0.003 +0.00304\n", text), text
+    assert re.search(r"train.weight_decay +0 +2e-05\n", text), text
+
+
 def test_render_text_says_the_gate_passed_with_its_tolerances():
     text = compare.render(hand_report(accuracy=(0.98, 0.981)))
     assert "Gate passed: no drop beyond 0.0020 in accuracy or 0.0100 in any" in text
@@ -477,6 +488,8 @@ def test_stale_results_are_an_error_naming_the_stage(on_branch, capsys, repo):
     ("base", "message"),
     [
         ("no-such-branch", "unknown revision 'no-such-branch': not a branch, tag or commit"),
+        ("", "unknown revision '': not a branch, tag or commit"),
+        ("main:params.yaml", "unknown revision 'main:params.yaml': not a branch, tag or commit"),
         ("no-results", "no `accuracy` metric at no-results: was `dvc repro` run and committed?"),
         ("string-metrics", "`accuracy` at string-metrics is '0.95', not a number from 0 to 1"),
         ("nan-metrics", "`accuracy` at nan-metrics is nan, not a number from 0 to 1"),
@@ -504,7 +517,7 @@ def test_a_base_whose_confusion_table_is_broken_is_an_error(on_branch, capsys, r
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("unwritable", ["a-file/report.json", "a-directory"])
+@pytest.mark.parametrize("unwritable", ["a-file/report.json", "a-directory", "report.md"])
 def test_an_unwritable_report_is_an_error_and_no_report_is_written(
     on_branch, capsys, tmp_path, unwritable
 ):

@@ -1,6 +1,8 @@
 """Atomic outputs: all new or all old, and nothing left behind."""
 
 import os
+import stat
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -197,3 +199,42 @@ def test_an_output_file_whose_path_is_a_directory_is_refused_before_any_work(tmp
         OutputError, match="model.keras: is a directory, but this output is a file"
     ):
         check_output_files(tmp_path / "history.csv", tmp_path / "model.keras")
+
+
+def test_an_output_that_is_a_link_is_written_through_it(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "report.json").write_text("old")
+    link, dangling = tmp_path / "report.json", tmp_path / "new.json"
+    link.symlink_to("shared/report.json")
+    dangling.symlink_to("shared/new.json")
+
+    with atomic_paths(link, dangling) as temporaries:
+        for tmp in temporaries:
+            tmp.write_text("new")
+
+    assert link.is_symlink() and dangling.is_symlink()
+    assert (shared / "report.json").read_text() == (shared / "new.json").read_text() == "new"
+
+
+def test_an_output_that_is_a_pipe_or_device_is_written_into_not_replaced(tmp_path):
+    """`--markdown /dev/stdout` as root once replaced the system's /dev/stdout with a file."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+
+    with atomic_path(fifo) as tmp:
+        tmp.write_text("report")
+    reader.join(timeout=10)
+
+    assert received == ["report"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_one_place_for_two_outputs_is_refused_before_any_work(tmp_path):
+    (tmp_path / "link.md").symlink_to("report.md")
+    with pytest.raises(OutputError, match="link.md: one place for two outputs"):
+        with atomic_paths(tmp_path / "report.md", tmp_path / "link.md"):
+            raise AssertionError("the block ran")

@@ -172,15 +172,22 @@ def format_value(value: object, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
+def format_param(value: object, signed: bool = False) -> str:
+    """A param as written, not rounded: 0.00304 and 2e-05 must not read as 0.0030 and 0.0000."""
+    return "-" if value is None else str(value)
+
+
 def render(report: dict, markdown: bool = False) -> str:
     """The report (see ``build_report``) as plain text for a terminal, or as Markdown for a
     pull-request comment or a job summary."""
 
-    def section(title: str, records: list[dict] | None, empty: str) -> list[str]:
+    def section(
+        title: str, records: list[dict] | None, empty: str, shown=format_value
+    ) -> list[str]:
         heading = f"### {title}" if markdown else f"{title}:"
         if not records:
             return ["", heading, "", empty]
-        cells = [{key: format_value(v, key == "change") for key, v in r.items()} for r in records]
+        cells = [{key: shown(v, key == "change") for key, v in r.items()} for r in records]
         table = pd.DataFrame(cells).to_markdown(
             index=False, tablefmt="github" if markdown else "simple", disable_numparse=True
         )
@@ -208,7 +215,7 @@ def render(report: dict, markdown: bool = False) -> str:
         f"{r['new']:.4f}), more than the tolerance {r['tolerance']:.4f}"
         for r in gate["regressions"]
     ]
-    lines += section("Params changed", report["params"], "None.")
+    lines += section("Params changed", report["params"], "None.", format_param)
     lines += section("Metrics", report["metrics"], "None.")
     lines += ["", f"Largest per-class moves: {moves}" if moves else "No per-class accuracy moved."]
     confusion = report["confusion_changes"], report["confusion_note"]
@@ -240,7 +247,10 @@ def dvc_diffs(root: Path, base: str) -> tuple[str, dict, dict]:
     try:
         with Repo(str(root)) as repo:
             try:
+                if not base.strip():
+                    raise SCMError("empty")
                 commit = repo.scm.resolve_rev(base)
+                repo.scm.resolve_rev(f"{commit}^{{commit}}")  # not a file's or a tree's id
             except SCMError:
                 raise CompareError(
                     f"unknown revision {base!r}: not a branch, tag or commit in this repository"
@@ -312,13 +322,13 @@ def build_report(base: str, max_drop: float, max_class_drop: float) -> dict:
 
 def write_reports(report: dict, markdown: Path | None, json_path: Path | None) -> None:
     """Write the requested report files together: all replaced, or none on an error."""
-    outputs = {}
+    outputs = []
     if markdown:
-        outputs[markdown] = render(report, markdown=True)
+        outputs.append((markdown, render(report, markdown=True)))
     if json_path:
-        outputs[json_path] = json.dumps(report, indent=2, default=str) + "\n"
-    with atomic_paths(*outputs) as temporaries:
-        for tmp, text in zip(temporaries, outputs.values(), strict=True):
+        outputs.append((json_path, json.dumps(report, indent=2, default=str) + "\n"))
+    with atomic_paths(*(path for path, _ in outputs)) as temporaries:
+        for tmp, (_, text) in zip(temporaries, outputs, strict=True):
             tmp.write_text(text, encoding="utf-8")
 
 

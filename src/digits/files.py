@@ -4,6 +4,8 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,10 +36,18 @@ def atomic_paths(*paths: Path) -> Iterator[tuple[Path, ...]]:
     ``OutputError`` naming the output it was for.
     """
     paths = tuple(Path(path) for path in paths)
-    temporaries = tuple(_temporary_beside(path) for path in paths)
+    destinations = tuple(_destination(path) for path in paths)
+    first_given: dict[str, Path] = {}
+    for path, (target, _) in zip(paths, destinations, strict=True):
+        if first_given.setdefault(os.path.abspath(target), path) is not path:
+            raise OutputError(f"{path}: one place for two outputs; give each its own")
+    temporaries = tuple(
+        _temporary_beside(Path(tempfile.gettempdir()) / path.name if into else target)
+        for path, (target, into) in zip(paths, destinations, strict=True)
+    )
     try:
         yield temporaries
-        _replace_together(temporaries, paths)
+        _replace_together(temporaries, destinations, paths)
     except OSError as error:
         output = _output_named_in(error, temporaries, paths)
         if output is None:
@@ -45,7 +55,23 @@ def atomic_paths(*paths: Path) -> Iterator[tuple[Path, ...]]:
         raise OutputError(f"{output}: cannot write it: {error.strerror or error}") from None
     finally:
         for tmp in temporaries:
-            _remove(tmp)
+            if tmp.exists() or tmp.is_symlink():  # on a read-only disk even this check's
+                _remove(tmp)  # unlink would fail, and hide the error that matters
+
+
+def _destination(path: Path) -> tuple[Path, bool]:
+    """(where the output given as ``path`` goes, whether it is written into rather than
+    replaced): through a symbolic link to what it points to; into a device, FIFO or socket
+    (``/dev/null``, ``/dev/stdout``), which a rename would replace with a file."""
+    try:
+        mode = os.stat(path).st_mode  # follows links
+    except FileNotFoundError:  # nothing there yet, or a link to nothing yet: create its target
+        return (path.resolve() if path.is_symlink() else path), False
+    except OSError:  # e.g. a parent that is a file: _temporary_beside names the problem
+        return path, False
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return (path.resolve() if path.is_symlink() else path), False
+    return path, True
 
 
 @contextlib.contextmanager
@@ -104,17 +130,37 @@ def _temporary_beside(path: Path) -> Path:
     return path.parent / f".{path.name}.{token}.tmp{path.suffix}"
 
 
-def _replace_together(temporaries: tuple[Path, ...], paths: tuple[Path, ...]) -> None:
-    for tmp, path in zip(temporaries, paths, strict=True):
+def _replace_together(
+    temporaries: tuple[Path, ...],
+    destinations: tuple[tuple[Path, bool], ...],
+    paths: tuple[Path, ...],
+) -> None:
+    for tmp, (target, into), path in zip(temporaries, destinations, paths, strict=True):
         if not tmp.exists():
             raise OutputError(f"{path}: the stage finished without writing it")
-        if path.exists() and path.is_dir() != tmp.is_dir():
-            kind = "a directory" if path.is_dir() else "a file"
+        if into and tmp.is_dir():
+            raise OutputError(f"{path}: is a device or pipe, but this output is a directory")
+        if not into and target.exists() and target.is_dir() != tmp.is_dir():
+            kind = "a directory" if target.is_dir() else "a file"
             raise OutputError(f"{path}: is {kind}, but this output is not; remove it and rerun")
+    replaced = [
+        (tmp, target)
+        for tmp, (target, into) in zip(temporaries, destinations, strict=True)
+        if not into
+    ]
+    _rename_together(replaced)
+    for tmp, (target, into) in zip(temporaries, destinations, strict=True):
+        if into:
+            with open(target, "wb") as sink:
+                sink.write(tmp.read_bytes())
+
+
+def _rename_together(pairs: list[tuple[Path, Path]]) -> None:
+    """Rename each temporary onto its path: all of them, or none (the earlier ones back)."""
     backups: list[tuple[Path, Path]] = []
     placed: list[Path] = []
     try:
-        for tmp, path in zip(temporaries, paths, strict=True):
+        for tmp, path in pairs:
             if path.exists() or path.is_symlink():
                 backup = path.parent / f".{path.name}.{secrets.token_hex(4)}.old"
                 os.replace(path, backup)
