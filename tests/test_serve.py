@@ -7,6 +7,7 @@ probability 27/36 = 0.75 for digit 3 and 1/36 for each other digit, whatever the
 """
 
 import base64
+import errno
 import http.client
 import io
 import json
@@ -456,10 +457,20 @@ def test_a_port_in_use_is_one_error_line(model_path):
     )
 
 
-def test_a_correction_the_server_cannot_write_is_its_error_not_the_clients(site, tmp_path):
-    (tmp_path / "own").write_text("a file where the directory should be")
+@pytest.mark.parametrize("why", ["a file in the way", "a read-only disk"])
+def test_a_correction_the_server_cannot_write_is_its_error_not_the_clients(
+    site, tmp_path, monkeypatch, why
+):
+    if why == "a file in the way":
+        (tmp_path / "own").write_text("a file where the directory should be")
+    else:
+
+        def read_only(path, *args, **kwargs):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+        monkeypatch.setattr(Path, "mkdir", read_only)
 
     response = site.post("/api/own", "label=7", drawn_seven())
 
     assert response.status == 500
-    assert "own" in json.loads(response.body)["error"]
+    assert "own/7" in json.loads(response.body)["error"]

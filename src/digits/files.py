@@ -126,6 +126,8 @@ def _temporary_beside(path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise OutputError(f"{path}: cannot write here: {path.parent} is not a directory") from None
+    except OSError as error:  # read-only disk, no permission
+        raise OutputError(f"{path}: cannot write here: {error.strerror or error}") from None
     token = secrets.token_hex(4)
     return path.parent / f".{path.name}.{token}.tmp{path.suffix}"
 
