@@ -146,9 +146,26 @@ def test_digits_add_names_an_image_without_a_digit(tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         main(["add", str(image), "--label", "2", "--own-dir", str(tmp_path / "own")])
     assert exited.value.code == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: {image}: no digit found (") and len(err.splitlines()) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"error: {image}: no digit found (")
+    assert err[1:] == ["error: 1 of 1 pictures could not be filed"]
     assert not (tmp_path / "own").exists()
+
+
+def test_digits_add_files_the_good_pictures_around_a_bad_one(tmp_path, capsys):
+    first, bad, last = tmp_path / "first.png", tmp_path / "notes.txt", tmp_path / "last.png"
+    first.write_bytes(drawn_digit(7, 0))
+    bad.write_text("not a picture")
+    last.write_bytes(drawn_digit(7, 1))
+    with pytest.raises(SystemExit) as exited:
+        main(["add", str(first), str(bad), str(last), "--label", "7", "--own-dir", str(tmp_path)])
+    assert exited.value.code == 1
+    captured = capsys.readouterr()
+    assert [line.split("\t")[0] for line in captured.out.splitlines()] == [str(first), str(last)]
+    assert len(files_under(tmp_path / "7")) == 2
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert errors[0].startswith(f"error: {bad}: not an image")
+    assert errors[1:] == ["error: 1 of 3 pictures could not be filed"]
 
 
 def test_a_picture_keeps_its_side_of_the_split_when_others_are_added():

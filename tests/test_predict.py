@@ -196,6 +196,15 @@ def test_a_bad_image_is_named_and_the_good_ones_still_printed(
     assert "error: 1 of 2 images could not be classified" in err
 
 
+def test_json_is_an_empty_list_when_no_image_can_be_classified(model_path, tmp_path, capsys):
+    status, out, _ = run_predict(
+        ["--json", "--model", model_path, tmp_path / "missing.png"], capsys
+    )
+
+    assert status == 1
+    assert json.loads(out) == []
+
+
 def test_pictures_from_random_arrays_are_each_classified_or_named(model_path, tmp_path, capsys):
     """Random sizes, random grey levels, with and without a gradient under them: each gets
     exactly one line, on stdout or as an error, and the count of errors matches."""

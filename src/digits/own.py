@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import io
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ from digits.images import (
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
 from digits.params import OwnParams
 from digits.paths import OWN, in_project
+from digits.stage import describe_os_error
 from digits.yamlfile import load_yaml
 
 log = logging.getLogger("own")
@@ -203,9 +205,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    """File each picture; one ``error:`` line for each that cannot be (the others are still
+    filed), then exit status 1 if any could not."""
     own_dir = args.own_dir or in_project(OWN)
+    failed = 0
     for image in args.images:
-        picture_frame(image)  # names IMAGE if it is not a readable picture with a digit
-        filed = file_picture(image.read_bytes(), args.label, own_dir)
+        try:
+            picture_frame(image)  # names IMAGE if it is not a readable picture with a digit
+            filed = file_picture(image.read_bytes(), args.label, own_dir)
+        except (DigitsError, OSError) as error:
+            failed += 1
+            reason = error if isinstance(error, DigitsError) else describe_os_error(error)
+            print(f"error: {reason}", file=sys.stderr)
+            continue
         print(f"{printable_path(image)}\t{printable_path(filed)}")
-    log.info("next: dvc add %s && dvc repro", printable_path(own_dir))
+    if failed < len(args.images):
+        log.info("next: dvc add %s && dvc repro", printable_path(own_dir))
+    if failed:
+        raise DigitsError(f"{failed} of {len(args.images)} pictures could not be filed")

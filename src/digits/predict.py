@@ -25,6 +25,7 @@ from digits.data import scale_pixels
 from digits.errors import DigitsError
 from digits.files import atomic_path
 from digits.images import ImageError, picture_frame, printable_path
+from digits.mnist import N_CLASSES
 from digits.paths import MODEL, in_project
 
 log = logging.getLogger("predict")
@@ -106,5 +107,7 @@ def run(args: argparse.Namespace) -> None:
         if args.debug_dir is not None:
             write_debug_frames(frames, args.debug_dir)
             log.info("wrote %d model inputs (28x28 PNG) to %s", len(frames), args.debug_dir)
+    elif args.json:  # still a JSON document for whatever reads it
+        sys.stdout.write(format_results([], np.zeros((0, N_CLASSES)), as_json=True))
     if failed:
         raise DigitsError(f"{failed} of {len(args.images)} images could not be classified")
