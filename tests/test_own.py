@@ -168,6 +168,17 @@ def test_digits_add_files_the_good_pictures_around_a_bad_one(tmp_path, capsys):
     assert errors[1:] == ["error: 1 of 3 pictures could not be filed"]
 
 
+def test_digits_add_outside_a_project_files_nothing(tmp_path, monkeypatch, capsys):
+    """It used to make ./data/own wherever it ran and suggest `dvc add` there."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "seven.png").write_bytes(drawn_digit(7))
+    with pytest.raises(SystemExit) as exited:
+        main(["add", "seven.png", "--label", "7"])
+    assert exited.value.code == 1
+    assert "or give --own-dir" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["seven.png"]
+
+
 def test_a_picture_keeps_its_side_of_the_split_when_others_are_added():
     pictures = [drawn_digit(digit, variant) for digit in range(10) for variant in range(12)]
     sides = [split_of(data, 0.3, 42) for data in pictures]

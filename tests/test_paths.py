@@ -3,9 +3,11 @@ found from any directory inside it."""
 
 import shlex
 
+import pytest
 import yaml
 from conftest import PROJECT_ROOT
 
+from digits.errors import DigitsError
 from digits.paths import (
     CONFUSION,
     METRICS,
@@ -14,6 +16,7 @@ from digits.paths import (
     PARAMS,
     PLOT_IMAGES,
     PREPARED,
+    in_project,
     project_root,
 )
 
@@ -41,3 +44,9 @@ def test_project_root_is_found_from_a_subdirectory(tmp_path):
     outside = tmp_path.parent / f"{tmp_path.name}-elsewhere"
     outside.mkdir()
     assert project_root(outside) == outside
+
+
+def test_outside_a_project_a_default_path_is_an_error_naming_the_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DigitsError, match=r"no digits project here .* or give --own-dir"):
+        in_project(OWN, "--own-dir")

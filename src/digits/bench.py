@@ -88,12 +88,14 @@ def run(args: argparse.Namespace) -> None:
 
         serve_bench.run(args.serve, args.clients, args.requests, args.picture)
         return
-    default = load_params(args.params or in_project(PARAMS), memory_bytes=memory_limit()).train
+    default = load_params(
+        args.params or in_project(PARAMS, "--params"), memory_bytes=memory_limit()
+    ).train
     default = dataclasses.replace(default, epochs=args.epochs, **NETWORK_ONLY)
     configs = {"seed": dataclasses.replace(default, **SEED_MODEL), "default": default}
     if args.only:
         configs = {args.only: configs[args.only]}
-    data_dir = args.data_dir or in_project(PREPARED)
+    data_dir = args.data_dir or in_project(PREPARED, "--data-dir")
     train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
     print(f"data: {len(train[0])} training, {len(validation[0])} validation images")
 

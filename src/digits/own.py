@@ -207,7 +207,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """File each picture; one ``error:`` line for each that cannot be (the others are still
     filed), then exit status 1 if any could not."""
-    own_dir = args.own_dir or in_project(OWN)
+    own_dir = args.own_dir or in_project(OWN, "--own-dir")
     failed = 0
     for image in args.images:
         try:

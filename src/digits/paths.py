@@ -6,6 +6,8 @@ checks that they match), relative to the project root, for the ``digits`` comman
 
 from pathlib import Path
 
+from digits.errors import DigitsError
+
 PARAMS = Path("params.yaml")
 PREPARED = Path("data/prepared")  # preprocess --out-dir
 OWN = Path("data/own")  # own --own-dir: a person's own pictures, data/own/<label>/
@@ -23,6 +25,13 @@ def project_root(start: Path | None = None) -> Path:
     return next((d for d in (start, *start.parents) if (d / "dvc.yaml").is_file()), start)
 
 
-def in_project(relative: Path) -> Path:
-    """``relative`` (one of the paths above) under the project root."""
-    return project_root() / relative
+def in_project(relative: Path, option: str) -> Path:
+    """``relative`` (one of the paths above) under the project root; ``DigitsError`` outside
+    a project, saying to give ``option`` (the command's option for that path) instead."""
+    root = project_root()
+    if not (root / "dvc.yaml").is_file():
+        raise DigitsError(
+            f"no digits project here (no dvc.yaml in {root} or above) to find {relative} in: "
+            f"run this in the project, or give {option}"
+        )
+    return root / relative

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> None:
     if frames:
         from digits.saving import load_model
 
-        model = load_model(args.model or in_project(MODEL))
+        model = load_model(args.model or in_project(MODEL, "--model"))
         paths, pixels = zip(*frames, strict=True)
         probabilities = model.predict(scale_pixels(np.stack(pixels)), verbose=0)
         sys.stdout.write(format_results(list(paths), probabilities, args.json))

@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     try:
-        preset = load_preset(args.preset, args.params or in_project(PARAMS))
+        preset = load_preset(args.preset, args.params or in_project(PARAMS, "--params"))
         try:
             overrides = preset_overrides(preset)
         except ParamsError as error:

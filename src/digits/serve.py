@@ -446,7 +446,11 @@ def run(args: argparse.Namespace) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     project = project_root()
-    site = load_site(args.model or in_project(MODEL), args.own_dir or in_project(OWN), project)
+    site = load_site(
+        args.model or in_project(MODEL, "--model"),
+        args.own_dir or in_project(OWN, "--own-dir"),
+        project,
+    )
     try:
         server = make_server(site, args.host, args.port)
     except OSError as error:
