@@ -6,6 +6,7 @@ Ctrl-C, the benchmark). The model is a tiny one built here whose answer is worke
 probability 27/36 = 0.75 for digit 3 and 1/36 for each other digit, whatever the picture.
 """
 
+import argparse
 import base64
 import errno
 import http.client
@@ -28,7 +29,7 @@ from digits import serve
 from digits.errors import DigitsError
 from digits.images import decode_grayscale, mnist_frame
 from digits.serve import Classifier, Site, describe_model, locked_md5, parse_label, web_files
-from digits.serve_bench import drawn_seven, percentile
+from digits.serve_bench import drawn_seven, percentile, server_url
 
 ANSWER = 3
 CONFIDENCE = 27 / 36
@@ -205,6 +206,25 @@ def test_git_state_names_this_checkouts_commit():
         ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
     ).stdout.strip()
     assert serve.git_state(PROJECT_ROOT)["commit"] == head
+
+
+@pytest.mark.parametrize("text", ["-1", "65536", "http", ""])
+def test_a_port_outside_0_to_65535_is_refused_by_the_option(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a port number, 0-65535"):
+        serve.port_number(text)
+
+
+def test_a_host_that_is_no_address_here_names_the_host_option(site):
+    with pytest.raises(DigitsError, match=r"\(.*\); --host must be an address or name of this"):
+        serve.listen(site, "no.such.host.invalid", 0)
+
+
+@pytest.mark.parametrize(
+    "url", ["localhost:8000", "not a url", "http://127.0.0.1:99999", "https://127.0.0.1:80", ""]
+)
+def test_a_server_address_that_is_not_http_host_port_is_refused_by_the_option(url):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected the address `digits serve`"):
+        server_url(url)
 
 
 def test_percentile_is_a_value_that_occurred():

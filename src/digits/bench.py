@@ -38,6 +38,7 @@ from digits.data import load_split
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
 from digits.params import NO_AUGMENT, TrainParams, layer_widths, load_params, memory_limit
 from digits.paths import PARAMS, PREPARED, in_project
+from digits.serve_bench import server_url
 
 # The seed project's model, with the speed settings that measure fastest for it: 64 steps per
 # call, and no XLA (launching a compiled step costs more than its fusions save at this size).
@@ -72,7 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=positive_int, default=3, help="rounds of both timings")
     parser.add_argument("--only", choices=("seed", "default"), help="one configuration")
     serving = parser.add_argument_group("serving (digits serve)")
-    serving.add_argument("--serve", metavar="URL", help="load a running `digits serve` instead")
+    serving.add_argument(
+        "--serve",
+        metavar="URL",
+        type=server_url,
+        help="load a running `digits serve` instead",
+    )
     serving.add_argument(
         "--clients", type=positive_int, nargs="+", default=[1, 8], help="default: 1 8"
     )
@@ -83,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.serve:
+    if args.serve is not None:
         from digits import serve_bench
 
         serve_bench.run(args.serve, args.clients, args.requests, args.picture)

@@ -22,6 +22,7 @@ Ctrl-C stops it. Port 0 takes any free port.
 import argparse
 import base64
 import dataclasses
+import errno
 import http.server
 import io
 import json
@@ -414,9 +415,38 @@ def refuse(request: socket.socket) -> None:
 
 
 def make_server(site: Site, host: str, port: int) -> Server:
-    """A server bound to ``host``:``port`` (0: any free port) that answers with ``site``."""
+    """A server bound to ``host``:``port`` (0: any free port) that answers with ``site``;
+    IPv6 when ``host`` is an IPv6 address (``::``, ``::1``) or a name that resolves to one."""
     handler = type("SiteHandler", (Handler,), {"site": site})
-    return Server((host, port), handler)
+    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+    server = type("SiteServer", (Server,), {"address_family": family})
+    return server((host, port), handler)
+
+
+def listen(site: Site, host: str, port: int) -> Server:
+    """``make_server``, its failure one ``DigitsError`` saying which option to change."""
+    try:
+        return make_server(site, host, port)
+    except OSError as error:
+        hint = (
+            "is another server using the port? try --port 0"
+            if error.errno == errno.EADDRINUSE
+            else "--host must be an address or name of this machine"
+        )
+        raise DigitsError(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); {hint}"
+        ) from None
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0-65535 (0: any free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port number, 0-65535")
+    return port
 
 
 def load_site(model_path: Path, own_dir: Path, project: Path) -> Site:
@@ -431,7 +461,9 @@ def load_site(model_path: Path, own_dir: Path, project: Path) -> Site:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine)")
-    parser.add_argument("--port", type=int, default=8000, help="default: 8000; 0: any free one")
+    parser.add_argument(
+        "--port", type=port_number, default=8000, help="default: 8000; 0: any free one"
+    )
     parser.add_argument("--model", type=Path, help=f"default: {MODEL} in the project")
     parser.add_argument(
         "--own-dir", type=Path, help=f"where corrected drawings go (default: {OWN} in the project)"
@@ -451,13 +483,7 @@ def run(args: argparse.Namespace) -> None:
         args.own_dir or in_project(OWN, "--own-dir"),
         project,
     )
-    try:
-        server = make_server(site, args.host, args.port)
-    except OSError as error:
-        raise DigitsError(
-            f"cannot listen on {args.host}:{args.port} ({error.strerror or error}); "
-            "is another server using the port? try --port 0"
-        ) from None
+    server = listen(site, args.host, args.port)
     host, port = server.server_address[:2]
     if args.host in ("0.0.0.0", "::", ""):
         print(
@@ -465,7 +491,8 @@ def run(args: argparse.Namespace) -> None:
             f"{port} can use the model and file pictures into {site.own_dir}",
             flush=True,
         )
-    shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else host
+    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(args.host, host)
+    shown = f"[{shown}]" if ":" in shown else shown
     model = site.model_info["model"]["path"]
     print(f"serving {model} at http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
     try:

@@ -11,6 +11,7 @@ errors (any answer but 200, or no answer). Without ``--picture`` the body is a 2
 "p95_ms": ..., "errors": ...}, "8": {...}}.
 """
 
+import argparse
 import http.client
 import io
 import json
@@ -99,6 +100,21 @@ def load(url: str, body: bytes, clients: int, requests: int) -> dict:
 def percentile(values: list[float], percent: float) -> float:
     """The ``percent``-th percentile of ``values`` (nearest rank: a value that occurred)."""
     return float(np.percentile(values, percent, method="inverted_cdf"))
+
+
+def server_url(text: str) -> str:
+    """argparse type: the address `digits serve` printed, http://HOST:PORT."""
+    parts = urllib.parse.urlsplit(text)
+    try:
+        parts.port  # noqa: B018  raises for a port that is not 0-65535
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme != "http" or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected the address `digits serve` printed, http://HOST:PORT "
+            "(e.g. http://127.0.0.1:8000)"
+        )
+    return text
 
 
 def run(server: str, clients: list[int], requests: int, picture: Path | None) -> None:
