@@ -1,6 +1,7 @@
 """Saving gives the same bytes for the same model; loading gives the same predictions."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,9 +29,25 @@ def test_model_with_every_option_loads_in_safe_mode(tmp_path):
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
-def test_load_model_missing_file_names_it_and_the_stage(tmp_path):
-    with pytest.raises(ModelError, match="absent.keras: model file missing; .* `dvc repro train`"):
-        load_model(tmp_path / "absent.keras")
+def test_load_model_missing_file_names_it_and_the_stage(tmp_path, monkeypatch):
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match="model.keras: model file missing; .* `dvc repro train`"):
+        load_model(Path("data/model.keras"))
+
+
+def test_a_model_path_outside_the_pipeline_gets_no_dvc_advice(tmp_path):
+    (tmp_path / "a-directory.keras").mkdir()
+    (tmp_path / "params.yaml").write_text("train: {}\n")
+    expected = {
+        "absent.keras": "absent.keras: model file missing; check the path$",
+        "a-directory.keras": "a-directory.keras: a directory, not a model file",
+        "params.yaml": "params.yaml: cannot load .* expected a model that the train stage saved",
+    }
+    for name, message in expected.items():
+        with pytest.raises(ModelError, match=message) as caught:
+            load_model(tmp_path / name)
+        assert "dvc" not in str(caught.value)
 
 
 def test_a_model_of_other_shapes_is_refused(tmp_path):

@@ -11,6 +11,7 @@ import digits.optimizer  # noqa: F401  registers FusedAdam for loading
 from digits.errors import DigitsError
 from digits.files import rerun_hint
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
+from digits.paths import MODEL, project_root
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # earliest time a zip entry can hold
 
@@ -40,9 +41,17 @@ def save_model(model: keras.Model, path: Path) -> None:
 def load_model(path: Path) -> keras.Model:
     """Load a model written by ``save_model``; safe_mode refuses embedded Python code."""
     path = Path(path)
+    pipelines = path.resolve() == (project_root() / MODEL).resolve()
+    if path.is_dir():
+        raise ModelError(f"{path}: a directory, not a model file (data/model.keras, say)")
     if not path.is_file():
-        raise ModelError(f"{path}: model file missing; {rerun_hint('train')}")
-    fix = f"restore it with `dvc checkout --force {path}` or retrain with `dvc repro train`"
+        where = rerun_hint("train") if pipelines else "check the path"
+        raise ModelError(f"{path}: model file missing; {where}")
+    fix = (
+        f"restore it with `dvc checkout --force {path}` or retrain with `dvc repro train`"
+        if pipelines
+        else "expected a model that the train stage saved (a .keras file)"
+    )
     if not zipfile.is_zipfile(path):  # Keras itself would say "File not found"
         raise ModelError(
             f"{path}: cannot load the model: not a .keras (zip) file, damaged?; {fix}"
