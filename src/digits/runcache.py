@@ -44,7 +44,7 @@ def push_run_cache(root: Path, remote: str | None) -> tuple[int, int]:
             for odb, objects in used.items():
                 failed |= repo.cloud.push(objects, remote=remote, odb=odb).failed
     except DvcException as error:
-        raise DigitsError(f"dvc push --run-cache: {error}") from error
+        raise DigitsError(f"dvc push --run-cache: {' '.join(str(error).split())}") from error
     if failed:
         raise DigitsError(f"{len(failed)} files of the run cache could not be pushed: {failed}")
     return pushed, len(entries)

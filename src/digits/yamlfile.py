@@ -30,7 +30,7 @@ def load_yaml(path: Path) -> Any:
         with open(path, "rb") as stream:
             data = stream.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise ParamsError(f"{path}: file not found (run from the project root)") from None
+        raise ParamsError(f"{path}: file not found") from None
     except OSError as error:
         raise ParamsError(f"{path}: cannot read it ({error.strerror or error})") from None
     if len(data) > MAX_FILE_BYTES:
