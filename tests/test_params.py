@@ -74,7 +74,8 @@ def test_integer_is_accepted_where_a_number_is_expected():
         ("train.epochs", ..., "train.epochs: missing"),
         ("train.hidden_units", [], "train.hidden_units: expected a list of 1 to 64"),
         ("train.hidden_units", [64, 0], "train.hidden_units[1]: expected a positive integer"),
-        ("train.dropout", 1.0, "train.dropout[0]: expected a number in [0, 1)"),
+        ("train.dropout", 1.0, "train.dropout: expected a number in [0, 1)"),
+        ("train.dropout", [0.1, 1.0], "train.dropout[1]: expected a number in [0, 1)"),
         ("train.dropout", [0.1, 0.2, 0.3], "train.dropout: expected one rate or a list of 2"),
         ("train.learning_rate", "1e-3", "train.learning_rate: expected a number"),
         ("train.lr_schedule", "linear", "train.lr_schedule: expected one of constant, cosine"),
@@ -231,9 +232,10 @@ def test_missing_key_says_where_to_add_it():
     )
 
 
-def test_unknown_key_suggests_the_closest_valid_one():
-    message = error_for(with_change("train.epoch", 3))
-    assert "train.epoch: unknown key" in message
+@pytest.mark.parametrize("misspelt", ["epoch", "EPOCHS", "Epoch"])
+def test_unknown_key_suggests_the_closest_valid_one(misspelt):
+    message = error_for(with_change(f"train.{misspelt}", 3))
+    assert f"train.{misspelt}: unknown key" in message
     assert "did you mean 'train.epochs'?" in message
 
 

@@ -196,7 +196,7 @@ def test_bad_params_stop_before_any_data_is_read(work):
     params["train"]["dropout"] = 1.5
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in STAGE_COMMANDS:
-        assert_fails_naming(run_stage(workdir, stage, env), "train.dropout[0]", "[0, 1)")
+        assert_fails_naming(run_stage(workdir, stage, env), "train.dropout", "[0, 1)")
 
 
 def start_training(workdir: Path, env: dict, epochs: int) -> subprocess.Popen:

@@ -200,8 +200,9 @@ def _reject_unknown_keys(raw: Any, keys: dict[str, Any], path: str, source: str)
         if name in keys:
             continue
         shown = _key_name(name)
-        close = difflib.get_close_matches(shown, list(keys), n=1)
-        hint = f"; did you mean {_dotted(path, close[0])!r}?" if close else ""
+        by_lower_case = {key.lower(): key for key in keys}  # EPOCHS: did you mean epochs?
+        close = difflib.get_close_matches(shown.lower(), list(by_lower_case), n=1)
+        hint = f"; did you mean {_dotted(path, by_lower_case[close[0]])!r}?" if close else ""
         raise ParamsError(
             f"{source}: {_dotted(path, shown)}: unknown key{hint} "
             f"(valid keys here: {', '.join(sorted(keys))})"
@@ -448,7 +449,8 @@ def _parse_dropout(section: "_Section", n_layers: int) -> tuple[float, ...]:
         )
     for index, rate in enumerate(rates):
         if not _is_number(rate) or not 0 <= rate < 1:
-            raise section.error(f"dropout[{index}]", "a number in [0, 1)", rate)
+            key = f"dropout[{index}]" if isinstance(value, list) else "dropout"
+            raise section.error(key, "a number in [0, 1)", rate)
     return tuple(float(rate) for rate in rates)
 
 
