@@ -64,6 +64,8 @@ def test_a_point_becomes_dvc_overrides_and_nested_params():
         ({"train": {"epochs": [3, 0]}}, "train.epochs=0: train.epochs: expected 1 to"),
         ({"train": {"epochs": 3}}, "train.epochs: expected a list of the values to try"),
         ({"train": {"epochs": []}}, "train.epochs: expected a list of the values to try"),
+        ({"train": {"epochs": [1, 2, 1]}}, "train.epochs: 1 twice; each value once"),
+        ({"train": {"hidden_units": [[8], [8]]}}, r"train.hidden_units: \[8\] twice"),
         ([1, 2], "expected a mapping"),
     ],
 )

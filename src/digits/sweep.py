@@ -13,6 +13,7 @@ grid. Every point is checked against params.yaml before anything is queued; each
 
 import argparse
 import itertools
+import logging
 import shlex
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,11 @@ def grid_axes(grid: dict, prefix: str = "") -> list[tuple[str, list]]:
         if isinstance(value, dict):
             axes.extend(grid_axes(value, dotted + "."))
         elif isinstance(value, list) and value:
+            repeated = next((v for i, v in enumerate(value) if v in value[:i]), None)
+            if repeated is not None:
+                raise ParamsError(
+                    f"{dotted}: {repeated!r} twice; each value once, or it runs twice"
+                )
             axes.append((dotted, value))
         else:
             raise ParamsError(f"{dotted}: expected a list of the values to try, got {value!r}")
@@ -104,6 +110,8 @@ def queue_experiments(root: Path, points: list[dict[str, Any]]) -> None:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
+    # The queue's broker is a local directory; its library's "No hostname was supplied" is noise.
+    logging.getLogger("kombu").setLevel(logging.ERROR)
     with Repo(str(root)) as repo:
         for point in points:
             try:
