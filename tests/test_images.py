@@ -731,6 +731,14 @@ def test_a_16_bit_scan_with_a_transparent_black_background_reads_as_on_paper(tmp
     assert aligned_correlation(frame, mnist_frame(on_paper)) > 0.95
 
 
+@pytest.mark.parametrize("scale", [1 / 255, 1.0])
+def test_a_float_tiff_reads_as_its_grey_levels_whether_0_to_1_or_0_to_255(tmp_path, scale):
+    gray = soft_seven()
+    Image.fromarray(gray.astype(np.float32) * np.float32(scale)).save(tmp_path / "float.tif")
+
+    assert np.array_equal(load_grayscale(tmp_path / "float.tif"), gray)
+
+
 def test_transparent_corners_of_opaque_paper_become_paper():
     """The border is mostly opaque paper: what is transparent is more paper, not ink."""
     gray = dark_seven_on(np.full((100, 100), 230.0))
