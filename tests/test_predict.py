@@ -6,6 +6,7 @@ which exists only after `dvc repro`): every input gets probability 27/36 = 0.75 
 1/36 for each other digit.
 """
 
+import errno
 import json
 import os
 import re
@@ -103,6 +104,21 @@ def test_a_debug_dir_that_is_a_file_is_one_error_before_any_work(
     assert (status, out) == (1, "")
     assert err == f"error: {taken}: --debug-dir is not a directory\n"
     assert taken.read_text() == "keep me"
+
+
+def test_a_debug_dir_that_cannot_be_made_is_one_error_before_any_work(
+    model_path, seven, tmp_path, capsys, monkeypatch
+):
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    status, out, err = run_predict(
+        ["--model", model_path, "--debug-dir", tmp_path / "seen", seven], capsys
+    )
+
+    assert (status, out) == (1, "")
+    assert err == f"error: {tmp_path / 'seen'}: cannot make --debug-dir (Read-only file system)\n"
 
 
 @pytest.mark.parametrize(

@@ -88,9 +88,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_debug_dir(directory: Path | None) -> None:
-    """Refuse a ``--debug-dir`` that exists and is not a directory, before any work."""
-    if directory is not None and directory.exists() and not directory.is_dir():
+    """Make ``--debug-dir``, or refuse it (not a directory, cannot be made), before any work."""
+    if directory is None:
+        return
+    if directory.exists() and not directory.is_dir():
         raise DigitsError(f"{printable_path(directory)}: --debug-dir is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise DigitsError(
+            f"{printable_path(directory)}: cannot make --debug-dir ({error.strerror or error})"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> None:
