@@ -34,6 +34,7 @@ from typing import Any
 
 from digits.errors import DigitsError
 from digits.params import TrainParams
+from digits.yamlfile import show
 
 log = logging.getLogger("distribute")
 
@@ -74,6 +75,11 @@ def parse_tf_config(text: str) -> Worker:
         config = json.loads(text)
     except json.JSONDecodeError as error:
         raise DistributeError(f"{TF_CONFIG}: not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise DistributeError(
+            f'{TF_CONFIG}: expected a JSON object {{"cluster": ..., "task": ...}}, '
+            f"got {show(config)}"
+        )
     cluster = _mapping(config, "cluster")
     task = _mapping(config, "task")
     sizes = {}
