@@ -251,7 +251,7 @@ def _parse_download(section: "_Section") -> DownloadParams:
 
 def _parse_preprocess(section: "_Section") -> PreprocessParams:
     fraction = section.get(
-        "validation_fraction", float, check=lambda v: 0 < v < 1, expected="between 0 and 1"
+        "validation_fraction", float, check=lambda v: 0 < v < 1, expected="in (0, 1)"
     )
     validation_count(MNIST_TRAIN_IMAGES, fraction, section.source)
     return PreprocessParams(validation_fraction=fraction, seed=_seed(section))
@@ -322,7 +322,7 @@ def _parse_train(section: "_Section", memory_bytes: int | None) -> TrainParams:
         dropout=dropout,
         max_norm=section.get("max_norm", float, check=lambda v: v >= 0, expected=">= 0"),
         learning_rate=section.get(
-            "learning_rate", float, check=lambda v: 0 < v <= 1, expected="between 0 and 1"
+            "learning_rate", float, check=lambda v: 0 < v <= 1, expected="in (0, 1]"
         ),
         lr_schedule=section.get(
             "lr_schedule",
