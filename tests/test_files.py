@@ -238,3 +238,7 @@ def test_one_place_for_two_outputs_is_refused_before_any_work(tmp_path):
     with pytest.raises(OutputError, match="link.md: one place for two outputs"):
         with atomic_paths(tmp_path / "report.md", tmp_path / "link.md"):
             raise AssertionError("the block ran")
+    same = tmp_path / "report.md"
+    with pytest.raises(OutputError, match="report.md: one place for two outputs"):
+        with atomic_paths(same, same):
+            raise AssertionError("the block ran")

@@ -97,7 +97,11 @@ def test_integer_is_accepted_where_a_number_is_expected():
         ("download.mirrors", ["https://a:99999/"], "download.mirrors[0]: not a valid URL"),
         ("download.mirrors", ["https://a b/"], "download.mirrors[0]: a URL cannot contain"),
         ("download.mirrors", ["https://:80/"], "download.mirrors[0]: expected an https://"),
-        ("preprocess.validation_fraction", 1, "preprocess.validation_fraction: expected in (0, 1)"),
+        (
+            "preprocess.validation_fraction",
+            1,
+            "preprocess.validation_fraction: expected in (0, 1)",
+        ),
         ("preprocess", ..., "preprocess: missing"),
         ("download.files.test_labels.md5", "abc", "download.files.test_labels.md5: expected 32"),
         ("download.mirrors", ["ftp://example.com/"], "download.mirrors[0]: expected an https://"),

@@ -37,10 +37,10 @@ def atomic_paths(*paths: Path) -> Iterator[tuple[Path, ...]]:
     """
     paths = tuple(Path(path) for path in paths)
     destinations = tuple(_destination(path) for path in paths)
-    first_given: dict[str, Path] = {}
-    for path, (target, _) in zip(paths, destinations, strict=True):
-        if first_given.setdefault(os.path.abspath(target), path) is not path:
-            raise OutputError(f"{path}: one place for two outputs; give each its own")
+    places = [os.path.abspath(target) for target, _ in destinations]
+    for index, place in enumerate(places):
+        if place in places[:index]:
+            raise OutputError(f"{paths[index]}: one place for two outputs; give each its own")
     temporaries = tuple(
         _temporary_beside(Path(tempfile.gettempdir()) / path.name if into else target)
         for path, (target, into) in zip(paths, destinations, strict=True)
