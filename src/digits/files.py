@@ -61,17 +61,14 @@ def atomic_paths(*paths: Path) -> Iterator[tuple[Path, ...]]:
 
 def _destination(path: Path) -> tuple[Path, bool]:
     """(where the output given as ``path`` goes, whether it is written into rather than
-    replaced): through a symbolic link to what it points to; into a device, FIFO or socket
-    (``/dev/null``, ``/dev/stdout``), which a rename would replace with a file."""
+    replaced): into a device, FIFO or socket (``/dev/null``, ``/dev/stdout``), which a rename
+    would replace with a file; otherwise ``path`` itself, replaced. A symbolic link is replaced
+    too, never written through: with DVC's symlink cache, an output links into the cache."""
     try:
-        mode = os.stat(path).st_mode  # follows links
-    except FileNotFoundError:  # nothing there yet, or a link to nothing yet: create its target
-        return (path.resolve() if path.is_symlink() else path), False
-    except OSError:  # e.g. a parent that is a file: _temporary_beside names the problem
+        mode = os.stat(path).st_mode  # follows links: /dev/stdout is one
+    except OSError:  # nothing there yet; or a parent that is a file, which _temporary_beside names
         return path, False
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
-        return (path.resolve() if path.is_symlink() else path), False
-    return path, True
+    return path, not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 @contextlib.contextmanager
