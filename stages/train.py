@@ -27,8 +27,13 @@ def main() -> None:
         __doc__, "--data-dir", "--own-dir", "--model", "--history", "--live-dir"
     )
 
-    # Alone unless TF_CONFIG is set; the memory check only here, where training happens.
-    cluster = join_cluster(load_params(args.params, memory_bytes=memory_limit()).train)
+    # The memory check only here, where training happens.
+    params = load_params(args.params, memory_bytes=memory_limit()).train
+    from digits.saving import check_model_path, save_model
+
+    check_model_path(args.model)  # not after minutes of training (or of waiting for peers)
+    check_output_files(args.model, args.history)
+    cluster = join_cluster(params)  # alone unless TF_CONFIG is set
     params = cluster.params
     own_train = load_split(args.own_dir, "train", stage="own", may_be_empty=True)
     mnist_train = load_split(args.data_dir, "train")
@@ -40,10 +45,7 @@ def main() -> None:
 
     from digits.batches import steps_per_epoch
     from digits.model import build_model, train_model
-    from digits.saving import check_model_path, save_model
 
-    check_model_path(args.model)
-    check_output_files(args.model, args.history)
     with cluster.scope():
         model = build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
     own = f" ({n_own} of them from {len(own_train[0])} own pictures)" if n_own else ""

@@ -41,15 +41,15 @@ def save_model(model: keras.Model, path: Path) -> None:
 def load_model(path: Path) -> keras.Model:
     """Load a model written by ``save_model``; safe_mode refuses embedded Python code."""
     path = Path(path)
-    pipelines = path.resolve() == (project_root() / MODEL).resolve()
+    pipeline_model = path.resolve() == (project_root() / MODEL).resolve()
     if path.is_dir():
         raise ModelError(f"{path}: a directory, not a model file (data/model.keras, say)")
     if not path.is_file():
-        where = rerun_hint("train") if pipelines else "check the path"
+        where = rerun_hint("train") if pipeline_model else "check the path"
         raise ModelError(f"{path}: model file missing; {where}")
     fix = (
         f"restore it with `dvc checkout --force {path}` or retrain with `dvc repro train`"
-        if pipelines
+        if pipeline_model
         else "expected a model that the train stage saved (a .keras file)"
     )
     if not zipfile.is_zipfile(path):  # Keras itself would say "File not found"
