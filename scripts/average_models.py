@@ -10,6 +10,7 @@ names them, `dvc exp apply` + `dvc checkout` or the md5 in an experiment's dvc.l
 
 import argparse
 import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from digits.data import load_split
 from digits.mnist import INFERENCE_BATCH
 from digits.paths import PREPARED, in_project
-from digits.stage import quiet_tensorflow
+from digits.stage import quiet_tensorflow, run_tool
 
 SPLITS = ("validation", "test")
 
@@ -30,12 +31,13 @@ def accuracy(probabilities: list[np.ndarray], labels: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path, nargs="+", help=".keras files")
-    parser.add_argument("--data-dir", type=Path, default=in_project(PREPARED))
+    parser.add_argument("--data-dir", type=Path, help=f"default: {PREPARED} in the project")
     args = parser.parse_args()
+    data_dir = args.data_dir or in_project(PREPARED, "--data-dir")
     quiet_tensorflow()
     from digits.saving import load_model
 
-    data = {split: load_split(args.data_dir, split) for split in SPLITS}
+    data = {split: load_split(data_dir, split) for split in SPLITS}
     probabilities = {}
     for path in args.models:
         model = load_model(path)
@@ -56,4 +58,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

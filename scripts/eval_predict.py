@@ -34,7 +34,7 @@ from digits import renderings
 from digits.data import load_split, scale_pixels
 from digits.images import ImageError, load_grayscale, mnist_frame
 from digits.paths import MODEL, PREPARED, in_project
-from digits.stage import quiet_tensorflow
+from digits.stage import quiet_tensorflow, run_tool
 
 LARGE_CANVAS = (1000, 800)  # width, height: a phone-photo crop with lots of margin
 INK = (30, 60, 200)  # blue ballpoint
@@ -222,7 +222,7 @@ def uci_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarr
 
 def mnist_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
     """(style, renderers, labels) per MNIST style: each renderer writes one picture to a path."""
-    images, labels = load_split(args.data_dir or in_project(PREPARED), args.split)
+    images, labels = load_split(args.data_dir or in_project(PREPARED, "--data-dir"), args.split)
     chosen = np.random.default_rng(args.seed).choice(len(images), size=args.count, replace=False)
     digits = (images[chosen] * 255).round().astype(np.uint8)
     for name, render in STYLES.items():
@@ -279,7 +279,7 @@ def main() -> None:
     quiet_tensorflow()
     from digits.saving import load_model
 
-    model_path = args.model or in_project(MODEL)
+    model_path = args.model or in_project(MODEL, "--model")
     model = load_model(model_path)
     print(f"{args.count} {args.source} digits per style, model {model_path}")
     sources = {"mnist": mnist_pictures, "elsewhere": pictures_from_elsewhere, "uci": uci_pictures}
@@ -299,4 +299,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

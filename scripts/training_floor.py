@@ -17,15 +17,18 @@ both in one loop (the floor: no training step on that path can be faster), each 
 the limit, measured with the same sgemm rate as the benchmark, before and after.
 """
 
+import argparse
 import dataclasses
 import itertools
 import statistics
+import sys
 import time
+from pathlib import Path
 
 from digits.bench import SEED_MODEL, sgemm_gflops, training_flops_per_epoch
 from digits.params import layer_widths, load_params
 from digits.paths import PARAMS, in_project
-from digits.stage import quiet_tensorflow
+from digits.stage import quiet_tensorflow, run_tool
 
 TRAINING_IMAGES = 54_000
 REPEATS = 5  # the fastest of these loops is reported
@@ -125,8 +128,11 @@ def _fastest_epoch(step, x, batch_size: int, jit_compile: bool) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, help=f"default: {PARAMS} in the project")
+    args = parser.parse_args()
     quiet_tensorflow()
-    default = load_params(in_project(PARAMS)).train
+    default = load_params(args.params or in_project(PARAMS, "--params")).train
     networks = {"seed": dataclasses.replace(default, **SEED_MODEL), "default": default}
     for name, params in networks.items():
         widths, batch_size = layer_widths(params.hidden_units), params.batch_size
@@ -147,4 +153,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_tool(main))

@@ -25,13 +25,15 @@ def project_root(start: Path | None = None) -> Path:
     return next((d for d in (start, *start.parents) if (d / "dvc.yaml").is_file()), start)
 
 
-def in_project(relative: Path, option: str) -> Path:
+def in_project(relative: Path, option: str | None = None) -> Path:
     """``relative`` (one of the paths above) under the project root; ``DigitsError`` outside
-    a project, saying to give ``option`` (the command's option for that path) instead."""
+    a project, saying to give ``option`` (the command's option for that path, if it has one)
+    instead."""
     root = project_root()
     if not (root / "dvc.yaml").is_file():
+        alternative = f", or give {option}" if option else ""
         raise DigitsError(
             f"no digits project here (no dvc.yaml in {root} or above) to find {relative} in: "
-            f"run this in the project, or give {option}"
+            f"run this in the project{alternative}"
         )
     return root / relative
