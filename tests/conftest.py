@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -273,3 +274,12 @@ def ctrl_c_as_in_a_terminal() -> None:
     command run from a terminal with the default. So the tests pass however pytest was started.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def cannot_run(reason: str) -> NoReturn:
+    """For a test that cannot run here: a failure under CI (``CI`` set, as GitHub Actions and
+    .ci/run set it), where it must run, since a check that silently did not run must not pass;
+    elsewhere a skip that says why."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: this test must run there)")
+    pytest.skip(reason)

@@ -4,14 +4,13 @@ through Debian's chromedriver (nothing is downloaded).
 It draws a 7 with pointer events and expects the page to say 7, corrects it, clears it, chooses
 a picture file, and opens the results view, which must list the committed test accuracy.
 The model is data/model.keras (`dvc checkout` or `dvc repro`); in a fresh clone without it, one
-trained here for a few seconds on the real MNIST from $MNIST_MIRROR. Under CI=true a browser or
+trained here for a few seconds on the real MNIST from $MNIST_MIRROR. Under CI (CI set) a browser or
 model that is missing fails the test instead of skipping it.
 
     DIGITS_SCREENSHOT_DIR=src/digits/web pytest tests/test_browser.py   # the README's pictures
 """
 
 import dataclasses
-import gzip
 import io
 import json
 import os
@@ -21,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, TINY, start_serve
+from conftest import PROJECT_ROOT, TINY, cannot_run, start_serve
 from PIL import Image
 
 from digits.paths import METRICS, MODEL
@@ -39,13 +38,6 @@ CHROMEDRIVER = os.environ.get("DIGITS_CHROMEDRIVER") or (
 )
 WAIT_S = 30  # for an answer from the page; the machine may be busy
 SCREENSHOT_COLOURS = 64  # palette PNGs: a tenth of the size, no visible loss on a flat page
-
-
-def cannot_run(reason: str):
-    """Fail under CI (where the browser test must run), skip elsewhere."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the browser test must run)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +63,24 @@ def browser():
     driver.quit()
 
 
-def quick_model(mirror: Path, path: Path) -> Path:
-    """A dense model trained for two epochs on the real MNIST training images: about 97 %,
-    enough to read a clearly drawn digit."""
+def quick_model(mirror: str, path: Path) -> Path:
+    """A dense model trained for two epochs on the real MNIST training images from ``mirror``
+    (a directory or URL, as $MNIST_MIRROR): about 97 %, enough to read a clearly drawn digit."""
     from digits.data import scale_pixels
+    from digits.fetch import candidate_sources, fetch_verified
     from digits.idx import parse_idx_images, parse_idx_labels
     from digits.model import build_model, train_model
     from digits.params import load_params
     from digits.saving import save_model
 
-    files = load_params(PROJECT_ROOT / "params.yaml").download.files
-    images = parse_idx_images(gzip.decompress((mirror / files["train_images"].name).read_bytes()))
-    labels = parse_idx_labels(gzip.decompress((mirror / files["train_labels"].name).read_bytes()))
+    download = load_params(PROJECT_ROOT / "params.yaml").download
+    sources = candidate_sources(mirror, [])
+
+    def fetched(name: str) -> bytes:
+        return fetch_verified(sources, download.files[name], download.timeout_s, 1, False)
+
+    images = parse_idx_images(fetched("train_images"))
+    labels = parse_idx_labels(fetched("train_labels"))
     x, y = scale_pixels(images), labels
     params = dataclasses.replace(
         TINY, hidden_units=(128,), dropout=(0.0,), batch_size=128, epochs=2, learning_rate=0.002
@@ -99,9 +97,9 @@ def served_model(tmp_path_factory) -> Path:
     if committed.is_file():
         return committed
     mirror = os.environ.get("MNIST_MIRROR")
-    if not mirror or not Path(mirror).is_dir():
-        cannot_run(f"no {MODEL} (dvc checkout) and no MNIST_MIRROR directory to train one")
-    return quick_model(Path(mirror), tmp_path_factory.mktemp("model") / "model.keras")
+    if not mirror:
+        cannot_run(f"no {MODEL} (dvc checkout) and no MNIST_MIRROR to train one from")
+    return quick_model(mirror, tmp_path_factory.mktemp("model") / "model.keras")
 
 
 @pytest.fixture(scope="module")

@@ -232,12 +232,10 @@ def worker_of_two(tmp_ports: list[int], index: int = 0) -> Worker:
 
 def test_waiting_for_a_peer_that_never_starts_names_it():
     worker = worker_of_two(free_ports(2))
-    started = time.monotonic()
     with pytest.raises(
-        DistributeError, match=r"worker 1 \(127\.0\.0\.1:\d+\) did not start within"
+        DistributeError, match=r"worker 1 \(127\.0\.0\.1:\d+\) did not start within 0.5 s"
     ):
         wait_for_peers(worker, timeout_s=0.5, poll_s=0.05)
-    assert time.monotonic() - started < 5
 
 
 def test_waiting_ends_when_the_peer_listens():
@@ -255,7 +253,8 @@ def test_peer_timeout_must_be_a_positive_number(value):
 
 @pytest.mark.integration
 def test_a_worker_waiting_for_its_peer_stops_on_sigterm(tmp_path):
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     env = dict(os.environ, TF_CONFIG=tf_config(cluster, "worker", 0))
     params = tmp_path / "params.yaml"
     params.write_text((PROJECT_ROOT / "params.yaml").read_text())
@@ -264,10 +263,22 @@ def test_a_worker_waiting_for_its_peer_stops_on_sigterm(tmp_path):
          "--own-dir", "absent", "--model", "m.keras", "--history", "h.csv", "--live-dir", "live"],
         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(3)
+    wait_until_listening(ports[0], process)  # it listens on its own port while it waits
     process.terminate()
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130 and "interrupted" in err
+
+
+def wait_until_listening(port: int, process: subprocess.Popen, limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1]
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"the worker did not listen on port {port} within {limit_s} s")
 
 
 def test_a_port_in_use_names_the_worker_and_the_port():

@@ -154,27 +154,32 @@ def test_any_failure_leaves_all_old_or_all_new(tmp_path_factory, kinds, fail_at)
     for path, kind in zip(paths, kinds, strict=True):
         write_output(path, kind, "old")
     calls = {"replace": 0}
+    injected = []
     real_replace = os.replace
 
     def replace(source, target):
         calls["replace"] += 1
         if calls["replace"] == fail_at:
+            injected.append("rename")
             raise OSError(28, "No space left on device", str(target))
         real_replace(source, target)
 
     digits.files.os.replace = replace
+    raised = False
     try:
         with atomic_paths(*paths) as temporaries:
             for index, (tmp, kind) in enumerate(zip(temporaries, kinds, strict=True)):
                 if index + 1 == fail_at - 8:  # some runs fail while writing, not renaming
+                    injected.append("write")
                     raise OSError(28, "No space left on device", str(tmp))
                 write_output(tmp, kind, "new")
     except (OSError, OutputError):
-        pass
+        raised = True
     finally:
         digits.files.os.replace = real_replace
     contents = {read_output(path, kind) for path, kind in zip(paths, kinds, strict=True)}
-    assert contents in ({"old"}, {"new"})
+    assert raised == bool(injected)  # a failure is reported, never swallowed
+    assert contents == ({"old"} if injected else {"new"})
     assert sorted(p.name for p in root.iterdir()) == sorted(p.name for p in paths)
 
 

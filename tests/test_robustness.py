@@ -267,6 +267,7 @@ def test_download_killed_midway_leaves_no_file(work, tmp_path):
     url = f"http://127.0.0.1:{server.getsockname()[1]}/"
     target = workdir / "data/raw/train-images-idx3-ubyte"
     target.unlink()
+    others = snapshot(workdir / "data/raw")
     process = subprocess.Popen(
         stage_argv("download"), cwd=workdir, env={**env, "MNIST_MIRROR": url},
         stderr=subprocess.PIPE,
@@ -274,9 +275,10 @@ def test_download_killed_midway_leaves_no_file(work, tmp_path):
     connection, _ = server.accept()
     connection.recv(4096)
     connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"\x1f\x8b" * 500)
-    time.sleep(0.5)
+    time.sleep(0.5)  # it reads that much, then waits for the rest: killed midway
     process.kill()
     process.wait(timeout=30)
     connection.close()
     server.close()
     assert not target.exists()
+    assert snapshot(workdir / "data/raw") == others  # no partial or temporary file either

