@@ -239,6 +239,22 @@ def stages_run(dvc_output: str) -> list[str]:
     return re.findall(r"Running stage '(\w+)'", dvc_output)
 
 
+CONSTANT_ANSWER = 3  # what the model of ``model_path`` says, whatever the picture
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> Path:
+    """``constant_model(CONSTANT_ANSWER)`` saved as training leaves a model (its optimizer
+    built), for the commands that load one: predict, serve, the scripts."""
+    from digits.saving import save_model
+
+    model = constant_model(CONSTANT_ANSWER)
+    model.optimizer.build(model.trainable_variables)
+    path = tmp_path_factory.mktemp("model") / "constant.keras"
+    save_model(model, path)
+    return path
+
+
 def constant_model(answer: int):
     """A Keras model that ignores its input: zero weights, output bias log(27) for ``answer``
     (probability 0.75; the other nine 1/36 each)."""

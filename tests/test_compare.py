@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import commit_all, dvc, venv_env
+from conftest import DIGITS, commit_all, dvc, venv_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -539,7 +539,7 @@ def test_digits_compare_runs_as_a_command_from_a_subdirectory(on_branch):
     repo = on_branch("worse")
     (repo / "plots").mkdir(exist_ok=True)
     result = subprocess.run(
-        [str(Path(sys.executable).with_name("digits")), "compare", "--base", "better"],
+        [DIGITS, "compare", "--base", "better"],
         cwd=repo / "plots",
         capture_output=True,
         text=True,

@@ -18,26 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import constant_model
+from conftest import CONSTANT_ANSWER
 from PIL import Image, ImageDraw
 
 from digits.cli import main
 from digits.images import load_grayscale, mnist_frame
 
-ANSWER = 3
+ANSWER = CONSTANT_ANSWER
 CONFIDENCE = 27 / 36  # softmax of logits log(27) for digit 3 and 0 for the nine others
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> Path:
-    """A saved model that ignores its input: zero weights, output bias log(27) for digit 3."""
-    from digits.saving import save_model
-
-    model = constant_model(ANSWER)
-    model.optimizer.build(model.trainable_variables)  # saved as training leaves it
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    save_model(model, path)
-    return path
 
 
 def draw_seven(path: Path) -> Path:

@@ -2,19 +2,17 @@
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DIGITS
+from conftest import DIGITS, PROJECT_ROOT
 from dvc.cli import DvcParserError, parse_args
 from dvc.utils.hydra import apply_overrides
 
 from digits import presets
 from digits.params import ParamsError, load_params, parse_params
 
-ROOT = Path(__file__).resolve().parents[1]
-PRESETS = sorted((ROOT / "presets").glob("*.yaml"))
+PRESETS = sorted((PROJECT_ROOT / "presets").glob("*.yaml"))
 
 
 def test_overrides_are_dotted_and_free_of_spaces():
@@ -30,14 +28,14 @@ def test_unknown_key_in_preset_is_named(tmp_path):
     preset = tmp_path / "typo.yaml"
     preset.write_text("train:\n  epoch: 3\n")
     with pytest.raises(ParamsError, match=r"train\.epoch: unknown key; did you mean"):
-        presets.load_preset(preset, ROOT / "params.yaml")
+        presets.load_preset(preset, PROJECT_ROOT / "params.yaml")
 
 
 def test_bad_value_in_preset_is_named(tmp_path):
     preset = tmp_path / "bad.yaml"
     preset.write_text("train:\n  augment:\n    rotation_deg: 90\n")
     with pytest.raises(ParamsError, match=r"train\.augment\.rotation_deg: expected 0 to 45"):
-        presets.load_preset(preset, ROOT / "params.yaml")
+        presets.load_preset(preset, PROJECT_ROOT / "params.yaml")
 
 
 def test_a_string_that_is_not_one_word_is_quoted_for_hydra():
@@ -59,7 +57,7 @@ def test_dvc_applies_preset_args_as_written(preset, tmp_path):
         preset = tmp_path / "mirror.yaml"
         preset.write_text(MIRROR_PRESET)
     params = tmp_path / "params.yaml"
-    shutil.copy(ROOT / "params.yaml", params)
+    shutil.copy(PROJECT_ROOT / "params.yaml", params)
     printed = subprocess.run(
         [DIGITS, "preset", str(preset), "--params", str(params)],
         check=True,
@@ -68,7 +66,7 @@ def test_dvc_applies_preset_args_as_written(preset, tmp_path):
     ).stdout.split()
     assert printed[0::2] == ["-S"] * (len(printed) // 2)
     apply_overrides(params, printed[1::2])
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    base = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
     expected = parse_params(presets.merge_preset(base, yaml.safe_load(preset.read_text())))
     assert load_params(params) == expected
 
@@ -87,7 +85,7 @@ def test_a_preset_that_cannot_be_applied_stops_dvc_exp_run(text, expected, tmp_p
     preset = tmp_path / "preset.yaml"
     preset.write_text(text)
     result = subprocess.run(
-        [DIGITS, "preset", str(preset), "--params", str(ROOT / "params.yaml")],
+        [DIGITS, "preset", str(preset), "--params", str(PROJECT_ROOT / "params.yaml")],
         capture_output=True,
         text=True,
     )

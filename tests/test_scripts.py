@@ -5,10 +5,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT_ROOT, constant_model
+from conftest import PROJECT_ROOT
 
 SCRIPTS = sorted((PROJECT_ROOT / "scripts").glob("*.py"))
-ANSWER = 3  # what the constant model says, whatever the picture
 
 
 def run_script(script, *args, cwd=PROJECT_ROOT) -> subprocess.CompletedProcess:
@@ -24,15 +23,6 @@ def test_each_script_starts(script):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: ")
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    from digits.saving import save_model
-
-    path = tmp_path_factory.mktemp("model") / "constant.keras"
-    save_model(constant_model(ANSWER), path)
-    return path
 
 
 @pytest.mark.integration

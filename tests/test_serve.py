@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DIGITS, PROJECT_ROOT, constant_model, start_serve
+from conftest import CONSTANT_ANSWER, DIGITS, PROJECT_ROOT, constant_model, start_serve
 from PIL import Image
 
 from digits import serve
@@ -31,23 +31,12 @@ from digits.images import decode_grayscale, mnist_frame
 from digits.serve import Classifier, Site, describe_model, locked_md5, parse_label, web_files
 from digits.serve_bench import drawn_seven, percentile, server_url
 
-ANSWER = 3
+ANSWER = CONSTANT_ANSWER
 CONFIDENCE = 27 / 36
 
 
 def always_three():
     return constant_model(ANSWER)
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> Path:
-    from digits.saving import save_model
-
-    model = always_three()
-    model.optimizer.build(model.trainable_variables)
-    path = tmp_path_factory.mktemp("model") / "three.keras"
-    save_model(model, path)
-    return path
 
 
 @pytest.fixture(scope="module")
