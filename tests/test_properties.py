@@ -11,13 +11,13 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 from conftest import PROJECT_ROOT, load_project_params
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from digits.data import ArraysError, load_split, split_train_validation
 from digits.fetch import candidate_sources
-from digits.idx import IdxError, parse_idx
+from digits.idx import IdxError, encode_idx, parse_idx
 from digits.mnist import MNIST_TRAIN_IMAGES
 from digits.params import Params, ParamsError, parse_params, training_memory_bytes
 from digits.yamlfile import MAX_NODES, parse_yaml
@@ -241,13 +241,24 @@ def test_alias_expansion_is_capped_exactly_at_max_nodes(levels, width):
         ),
         st.binary(max_size=40),
     )
+    | st.builds(encode_idx, hnp.arrays(np.uint8, hnp.array_shapes(max_dims=3, max_side=6)))
 )
 def test_any_bytes_parse_as_idx_or_raise_an_idx_error(data):
     try:
         array = parse_idx(data)
     except IdxError:
+        event("refused")
         return
-    assert array.dtype == np.uint8 and array.size == len(data) - 4 - 4 * array.ndim
+    event("parsed")
+    assert array.dtype == np.uint8 and encode_idx(array) == data  # nothing read but the file
+
+
+@FAST
+@given(hnp.arrays(np.uint8, hnp.array_shapes(max_dims=3, max_side=6)), st.integers(1, 8))
+def test_a_cut_idx_file_is_an_idx_error(array, cut):
+    data = encode_idx(array)
+    with pytest.raises(IdxError):
+        parse_idx(data[: max(len(data) - cut, 0)])
 
 
 any_arrays = hnp.arrays(
@@ -262,11 +273,18 @@ images = any_arrays | hnp.arrays(
 labels = any_arrays | hnp.arrays(
     np.uint8, st.tuples(st.integers(0, 3)), elements=st.integers(0, 12)
 )
+valid_splits = st.integers(1, 4).flatmap(
+    lambda n: st.tuples(
+        hnp.arrays(np.float32, (n, 28, 28), elements=st.floats(0, 1, width=32)),
+        hnp.arrays(np.uint8, (n,), elements=st.integers(0, 9)),
+    )
+)
 
 
 @FAST
-@given(images, labels)
-def test_any_arrays_load_as_a_valid_split_or_raise_an_arrays_error(tmp_path_factory, x, y):
+@given(st.tuples(images, labels) | valid_splits)
+def test_any_arrays_load_as_a_valid_split_or_raise_an_arrays_error(tmp_path_factory, split):
+    x, y = split
     directory = tmp_path_factory.mktemp("split")
     for name, array in (("x_test.npy", x), ("y_test.npy", y)):
         stream = io.BytesIO()
@@ -275,6 +293,10 @@ def test_any_arrays_load_as_a_valid_split_or_raise_an_arrays_error(tmp_path_fact
     try:
         x_loaded, y_loaded = load_split(directory, "test")
     except ArraysError:
+        event("refused")
         return
+    event("loaded")
     assert x_loaded.shape[1:] == (28, 28) and len(x_loaded) == len(y_loaded) > 0
     assert np.all((x_loaded >= 0) & (x_loaded <= 1)) and y_loaded.max() <= 9
+    np.testing.assert_array_equal(x_loaded, x)
+    np.testing.assert_array_equal(y_loaded, y)
