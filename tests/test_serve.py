@@ -330,21 +330,40 @@ def test_connections_beyond_the_limit_are_refused_not_queued(server):
 
 
 @pytest.mark.integration
-def test_concurrent_predictions_all_get_the_right_answer(server):
-    results = []
+def rotated_seven(degrees: int) -> bytes:
+    stream = io.BytesIO()
+    picture = Image.open(io.BytesIO(drawn_seven())).rotate(degrees, fillcolor=255)
+    picture.save(stream, format="PNG")
+    return stream.getvalue()
 
-    def client():  # two at once: under this fixture's limit of three connections
-        for _ in range(8):
-            status, body, _ = request(server, "POST", "/api/predict", drawn_seven())
-            results.append((status, json.loads(body).get("digit")))
 
-    threads = [threading.Thread(target=client) for _ in range(2)]
+def test_concurrent_predictions_each_answer_their_own_picture(server):
+    """Each client's picture differs, and each answer carries the frame of its own picture:
+    answers mixed up between clients would show."""
+    pictures = {degrees: rotated_seven(degrees) for degrees in range(0, 160, 10)}
+    results = {}
+
+    def client(share: list[int]):  # two at once: under this fixture's limit of three connections
+        for degrees in share:
+            status, body, _ = request(server, "POST", "/api/predict", pictures[degrees])
+            results[degrees] = status, json.loads(body)
+
+    threads = [threading.Thread(target=client, args=(list(pictures)[i::2],)) for i in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
-    assert results == [(200, ANSWER)] * 16
+    expected = {
+        degrees: mnist_frame(decode_grayscale(io.BytesIO(picture), "p"))
+        for degrees, picture in pictures.items()
+    }
+    assert len({frame.tobytes() for frame in expected.values()}) == len(pictures)  # all differ
+    assert sorted(results) == sorted(pictures)
+    for degrees, (status, answer) in results.items():
+        assert (status, answer["digit"]) == (200, ANSWER)
+        frame = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["frame"]))))
+        np.testing.assert_array_equal(frame, expected[degrees], err_msg=f"{degrees} degrees")
 
 
 # --- integration: the `digits serve` command
