@@ -74,9 +74,17 @@ def data_files(project: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def tiny_project(tiny_pipeline, tmp_path_factory) -> tuple[Path, dict]:
-    """The shared tiny project, with an environment that sees no real AWS settings."""
-    project, mirror = tiny_pipeline
-    return project, isolated_env(tmp_path_factory.mktemp("aws"), MNIST_MIRROR=str(mirror))
+    """This module's own clone of the shared tiny project (the remotes these tests add and
+    commit stay here), its data checked out from the shared cache; with an environment that
+    sees no real AWS settings."""
+    shared, mirror = tiny_pipeline
+    env = isolated_env(tmp_path_factory.mktemp("aws"), MNIST_MIRROR=str(mirror))
+    project = tmp_path_factory.mktemp("remote") / "project"
+    subprocess.run(["git", "clone", "-q", str(shared), str(project)], check=True)
+    dvc(project, "cache", "dir", "--local", str(shared / ".dvc" / "cache"), env=env)
+    dvc(project, "checkout", env=env)
+    assert data_files(project) == data_files(shared)
+    return project, env
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +148,8 @@ def test_the_model_is_fetched_by_name_from_a_directory_remote(tiny_project, tmp_
     env = dict(env, DVC_STUDIO_OFFLINE="1")  # this repository's registry only, never Studio
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
-    dvc(clone, "cache", "dir", "--local", str(project / ".dvc" / "cache"), env=env)
+    cache = dvc(project, "cache", "dir", env=env).stdout.strip()  # the shared tiny project's
+    dvc(clone, "cache", "dir", "--local", cache, env=env)
     dvc(clone, "remote", "add", "-d", "models", str(tmp_path / "dvc-storage"), env=env)
     commit_all(clone, "model storage")
     dvc(clone, "push", "data/model.keras", env=env)
