@@ -67,6 +67,7 @@ def test_parse_tf_config(cluster, task_type, index, expected):
     [
         ("{not json", "TF_CONFIG: not valid JSON"),
         ("[]", r"TF_CONFIG: expected a JSON object \{\"cluster\": .*, got \[\]"),
+        ("null", r"TF_CONFIG: expected a JSON object .*, got null"),
         ('{"task": {"type": "worker", "index": 0}}', "TF_CONFIG: cluster: expected a JSON object"),
         (json.dumps({"cluster": TWO_WORKERS}), "TF_CONFIG: task: expected a JSON object"),
         (tf_config(TWO_WORKERS, "worker", 2), "task.index: expected an index into cluster.worker"),

@@ -2,6 +2,8 @@
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -244,3 +246,21 @@ def test_one_place_for_two_outputs_is_refused_before_any_work(tmp_path):
         with pytest.raises(OutputError, match="report.md: one place for two outputs"):
             with atomic_paths(*twice):
                 raise AssertionError("the block ran")
+
+
+def test_dev_stdout_redirected_to_a_file_gets_the_output_after_what_was_printed(tmp_path):
+    """`digits compare --markdown /dev/stdout > report` as root once replaced /dev/stdout."""
+    program = (
+        "from pathlib import Path\n"
+        "from digits.files import atomic_path\n"
+        "print('before')\n"
+        "with atomic_path(Path('/dev/stdout')) as tmp:\n"
+        "    tmp.write_text('report\\n')\n"
+        "print('after')\n"
+    )
+    captured = tmp_path / "captured.txt"
+    with open(captured, "w") as sink:
+        subprocess.run([sys.executable, "-c", program], stdout=sink, check=True)
+
+    assert captured.read_text() == "before\nreport\nafter\n"
+    assert os.path.islink("/dev/stdout") or stat.S_ISCHR(os.lstat("/dev/stdout").st_mode)

@@ -739,6 +739,19 @@ def test_a_float_tiff_reads_as_its_grey_levels_whether_0_to_1_or_0_to_255(tmp_pa
     assert np.array_equal(load_grayscale(tmp_path / "float.tif"), gray)
 
 
+def test_a_float_tiff_with_rounding_above_1_and_missing_pixels_reads_as_paper_there(tmp_path):
+    gray = soft_seven()
+    pixels = gray.astype(np.float32) / 255
+    pixels[0, 0] = 1.0000001  # rounding in whatever wrote it
+    pixels[-1, -1] = np.nan
+    Image.fromarray(pixels).save(tmp_path / "float.tif")
+
+    read = load_grayscale(tmp_path / "float.tif")
+
+    assert np.array_equal(read[1:-1], gray[1:-1])
+    assert read[0, 0] == read[-1, -1] == 255  # the paper here is white
+
+
 def test_transparent_corners_of_opaque_paper_become_paper():
     """The border is mostly opaque paper: what is transparent is more paper, not ink."""
     gray = dark_seven_on(np.full((100, 100), 230.0))

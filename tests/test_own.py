@@ -474,3 +474,13 @@ def test_bad_pictures_are_named_skipped_or_stop_repro_changing_nothing(tiny_proj
     assert "error: data/own/3/scan.png: not an image" in result.stderr
     dvc(project, "checkout", "--force", env=env)  # as README says after a failed repro
     assert tracked_outputs(project) == before
+
+
+def test_digits_add_refuses_a_label_that_is_not_a_digit_once(tmp_path, capsys):
+    image = tmp_path / "seven.png"
+    image.write_bytes(drawn_digit(7))
+    with pytest.raises(SystemExit) as exited:
+        main(["add", str(image), str(image), "--label", "12", "--own-dir", str(tmp_path / "own")])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.count("argument --label: invalid choice: 12") == 1
+    assert not (tmp_path / "own").exists()

@@ -78,6 +78,7 @@ def test_dvc_applies_preset_args_as_written(preset, tmp_path):
         ("train:\n  epoch: 3\n", "train.epoch: unknown key"),
         ("train: {}\n", "sets no key"),
         ("download:\n  mirrors: ['https://a b/']\n", "a URL cannot contain spaces"),
+        ("train:\n  hidden_units: [2000000, 2000000]\n", "of memory here"),
     ],
 )
 def test_a_preset_that_cannot_be_applied_stops_dvc_exp_run(text, expected, tmp_path):
@@ -93,5 +94,17 @@ def test_a_preset_that_cannot_be_applied_stops_dvc_exp_run(text, expected, tmp_p
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and str(preset) in result.stderr
     assert expected in result.stderr
+    with pytest.raises(DvcParserError):
+        parse_args(["exp", "run", *result.stdout.split()])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("arguments", [[], ["presets/best.yaml", "--bogus"]])
+def test_a_usage_error_stops_dvc_exp_run_too(arguments):
+    result = subprocess.run(
+        [DIGITS, "preset", *arguments], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+
+    assert result.returncode == 2 and "digits preset: error:" in result.stderr
     with pytest.raises(DvcParserError):
         parse_args(["exp", "run", *result.stdout.split()])

@@ -203,13 +203,32 @@ def test_a_port_outside_0_to_65535_is_refused_by_the_option(text):
         serve.port_number(text)
 
 
+def test_a_port_that_needs_privileges_says_so(site, monkeypatch):
+    def refused(*args):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(serve, "make_server", refused)
+    with pytest.raises(DigitsError, match=r"ports below 1024 need privileges: choose --port 1024"):
+        serve.listen(site, "127.0.0.1", 80)
+
+
 def test_a_host_that_is_no_address_here_names_the_host_option(site):
     with pytest.raises(DigitsError, match=r"\(.*\); --host must be an address or name of this"):
         serve.listen(site, "192.0.2.1", 0)  # TEST-NET-1: no machine's address, no DNS asked
 
 
 @pytest.mark.parametrize(
-    "url", ["localhost:8000", "not a url", "http://127.0.0.1:99999", "https://127.0.0.1:80", ""]
+    "url",
+    [
+        "localhost:8000",
+        "not a url",
+        "http://127.0.0.1:99999",
+        "https://127.0.0.1:80",
+        "",
+        "http://127.0.0.1",
+        "http://127.0.0.1:8000/api/predict",
+        "http://[::1",
+    ],
 )
 def test_a_server_address_that_is_not_http_host_port_is_refused_by_the_option(url):
     with pytest.raises(argparse.ArgumentTypeError, match="expected the address `digits serve`"):
@@ -329,7 +348,6 @@ def test_connections_beyond_the_limit_are_refused_not_queued(server):
     assert request(server, "GET", "/")[0] == 200
 
 
-@pytest.mark.integration
 def rotated_seven(degrees: int) -> bytes:
     stream = io.BytesIO()
     picture = Image.open(io.BytesIO(drawn_seven())).rotate(degrees, fillcolor=255)
@@ -337,6 +355,7 @@ def rotated_seven(degrees: int) -> bytes:
     return stream.getvalue()
 
 
+@pytest.mark.integration
 def test_concurrent_predictions_each_answer_their_own_picture(server):
     """Each client's picture differs, and each answer carries the frame of its own picture:
     answers mixed up between clients would show."""

@@ -66,6 +66,7 @@ def test_a_point_becomes_dvc_overrides_and_nested_params():
         ({"train": {"epochs": []}}, "train.epochs: expected a list of the values to try"),
         ({"train": {"epochs": [1, 2, 1]}}, "train.epochs: 1 twice; each value once"),
         ({"train": {"hidden_units": [[8], [8]]}}, r"train.hidden_units: \[8\] twice"),
+        ({"train": {"hidden_units": [[2_000_000, 2_000_000]]}}, "of memory here"),
         ([1, 2], "expected a mapping"),
     ],
 )

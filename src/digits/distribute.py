@@ -34,7 +34,7 @@ from typing import Any
 
 from digits.errors import DigitsError
 from digits.params import TrainParams
-from digits.yamlfile import show
+from digits.yamlfile import SHOWN_CHARS, shorten
 
 log = logging.getLogger("distribute")
 
@@ -78,7 +78,7 @@ def parse_tf_config(text: str) -> Worker:
     if not isinstance(config, dict):
         raise DistributeError(
             f'{TF_CONFIG}: expected a JSON object {{"cluster": ..., "task": ...}}, '
-            f"got {show(config)}"
+            f"got {shorten(json.dumps(config), SHOWN_CHARS)}"
         )
     cluster = _mapping(config, "cluster")
     task = _mapping(config, "task")

@@ -2,9 +2,11 @@
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,10 +39,11 @@ def atomic_paths(*paths: Path) -> Iterator[tuple[Path, ...]]:
     """
     paths = tuple(Path(path) for path in paths)
     destinations = tuple(_destination(path) for path in paths)
-    places = [os.path.abspath(target) for target, _ in destinations]
-    for index, place in enumerate(places):
-        if place in places[:index]:
-            raise OutputError(f"{paths[index]}: one place for two outputs; give each its own")
+    places: dict[str, Path] = {}
+    for path, (target, into) in zip(paths, destinations, strict=True):
+        place = os.path.join(os.path.realpath(target.parent), target.name)
+        if not into and places.setdefault(place, path) is not path:  # /dev/null twice is fine
+            raise OutputError(f"{path}: one place for two outputs; give each its own")
     temporaries = tuple(
         _temporary_beside(Path(tempfile.gettempdir()) / path.name if into else target)
         for path, (target, into) in zip(paths, destinations, strict=True)
@@ -59,16 +62,38 @@ def atomic_paths(*paths: Path) -> Iterator[tuple[Path, ...]]:
                 _remove(tmp)  # unlink would fail, and hide the error that matters
 
 
+DESCRIPTORS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
 def _destination(path: Path) -> tuple[Path, bool]:
     """(where the output given as ``path`` goes, whether it is written into rather than
-    replaced): into a device, FIFO or socket (``/dev/null``, ``/dev/stdout``), which a rename
-    would replace with a file; otherwise ``path`` itself, replaced. A symbolic link is replaced
-    too, never written through: with DVC's symlink cache, an output links into the cache."""
+    replaced): into a device, FIFO or socket (``/dev/null``), and into anything under /dev or
+    /proc (``/dev/stdout`` even when it leads to a file), which a rename would replace with a
+    file; otherwise ``path`` itself, replaced. A symbolic link is replaced too, never written
+    through: with DVC's symlink cache, an output links into the cache."""
+    if str(path.absolute()).startswith(("/dev/", "/proc/")):
+        return path, True
     try:
-        mode = os.stat(path).st_mode  # follows links: /dev/stdout is one
+        mode = os.stat(path).st_mode  # follows links
     except OSError:  # nothing there yet; or a parent that is a file, which _temporary_beside names
         return path, False
     return path, not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _write_into(target: Path, data: bytes) -> None:
+    """Write ``data`` into a device, pipe or open descriptor: /dev/stdout is written through
+    this process's own standard output, after what it has printed so far, not reopened (which
+    would truncate a file it is redirected to)."""
+    number = re.fullmatch(r"/(?:dev|proc/self)/fd/(\d+)", str(target))
+    descriptor = DESCRIPTORS.get(str(target), int(number[1]) if number else None)
+    if descriptor is None:
+        with open(target, "wb") as sink:
+            sink.write(data)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(descriptor, "wb", closefd=False) as sink:
+        sink.write(data)
 
 
 @contextlib.contextmanager
@@ -148,10 +173,12 @@ def _replace_together(
         if not into
     ]
     _rename_together(replaced)
-    for tmp, (target, into) in zip(temporaries, destinations, strict=True):
-        if into:
-            with open(target, "wb") as sink:
-                sink.write(tmp.read_bytes())
+    for tmp, (target, into), path in zip(temporaries, destinations, paths, strict=True):
+        if into:  # after the renames: what went into a device cannot be taken back
+            try:
+                _write_into(target, tmp.read_bytes())
+            except OSError as error:
+                raise OutputError(f"{path}: cannot write it: {error.strerror or error}") from None
 
 
 def _rename_together(pairs: list[tuple[Path, Path]]) -> None:

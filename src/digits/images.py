@@ -178,10 +178,16 @@ def _check_pixel_count(size: tuple[int, int], name: str, max_pixels: int) -> Non
         )
 
 
+FLOAT_ONE = 1.001  # a float picture up to this is 0-1 (rounding can overshoot 1 a little)
+
+
 def _to_grayscale(image: Image.Image) -> np.ndarray:
     if image.mode == "F":  # 32-bit float TIFF: 0-1 when scientific software wrote it, or 0-255
-        raw = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        scale = 255 if 0 <= raw.min() and raw.max() <= 1 else 1
+        raw = np.asarray(image, dtype=np.float64)
+        finite = raw[np.isfinite(raw)]
+        paper = float(np.median(finite)) if finite.size else 0.0
+        raw = np.where(np.isfinite(raw), raw, paper)  # a missing pixel is paper, not ink
+        scale = 255 if 0 <= raw.min() and raw.max() <= FLOAT_ONE else 1
         return np.clip(raw * scale, 0, 255).round().astype(np.uint8)
     if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit scans: keep the top 8 bits' worth
         raw = np.asarray(image, dtype=np.float64)

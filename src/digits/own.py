@@ -197,7 +197,12 @@ def read_tracked_pictures(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
     parser.add_argument(
-        "--label", type=int, required=True, help="the digit the pictures show, 0-9"
+        "--label",
+        type=int,
+        choices=range(N_CLASSES),
+        metavar="DIGIT",
+        required=True,
+        help="the digit the pictures show, 0-9",
     )
     parser.add_argument(
         "--own-dir", type=Path, help=f"where own pictures are kept (default: {OWN} in the project)"

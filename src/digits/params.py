@@ -3,7 +3,8 @@
 Every stage calls ``load_params`` first, so a wrong value stops the pipeline before any data is
 read, with a message naming the key (``train.epochs``) and what was expected. A value passes
 only if the code downstream accepts it: seeds fit Keras, the split leaves both sides non-empty,
-the model fits in memory.
+and, where training happens (the train stage, `digits bench`, `digits preset` and `digits
+sweep`), the model fits in memory.
 """
 
 import dataclasses

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from digits.errors import DigitsError
-from digits.params import ParamsError, load_params, parse_params
+from digits.params import ParamsError, load_params, memory_limit, parse_params
 from digits.paths import PARAMS, in_project
 from digits.yamlfile import load_yaml, show
 
@@ -71,7 +71,11 @@ def load_preset(path: Path, params_path: Path) -> dict:
         raise ParamsError(f"{path}: expected a mapping of params.yaml keys to override")
     load_params(params_path)  # the base must be valid on its own
     base = load_yaml(params_path)
-    parse_params(merge_preset(base, preset), source=f"{params_path} with {path}")
+    parse_params(  # trained here: the model must fit this machine's memory
+        merge_preset(base, preset),
+        source=f"{params_path} with {path}",
+        memory_bytes=memory_limit(),
+    )
     return preset
 
 
@@ -80,6 +84,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--params", type=Path, help=f"the params it applies to (default: {PARAMS} in the project)"
     )
+    # A usage error (no preset, an unknown option) must stop `dvc exp run $(digits preset ...)`
+    # too: NOT_APPLIED on stdout, then argparse's message. Extra arguments, which argparse
+    # leaves to the top-level parser, are refused here for the same reason.
+    usage_error, parse_known = parser.error, parser.parse_known_args
+
+    def error(message: str):
+        print(NOT_APPLIED)
+        usage_error(message)
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, extras = parse_known(args, namespace)
+        if extras:
+            error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+    parser.error, parser.parse_known_args = error, parse_known_args
 
 
 def run(args: argparse.Namespace) -> None:

@@ -416,9 +416,9 @@ def refuse(request: socket.socket) -> None:
 
 def make_server(site: Site, host: str, port: int) -> Server:
     """A server bound to ``host``:``port`` (0: any free port) that answers with ``site``;
-    IPv6 when ``host`` is an IPv6 address (``::``, ``::1``) or a name that resolves to one."""
+    IPv6 when ``host`` is an IPv6 address (``::``, ``::1``)."""
     handler = type("SiteHandler", (Handler,), {"site": site})
-    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # "" is every IPv4 interface
     server = type("SiteServer", (Server,), {"address_family": family})
     return server((host, port), handler)
 
@@ -428,11 +428,11 @@ def listen(site: Site, host: str, port: int) -> Server:
     try:
         return make_server(site, host, port)
     except OSError as error:
-        hint = (
-            "is another server using the port? try --port 0"
-            if error.errno == errno.EADDRINUSE
-            else "--host must be an address or name of this machine"
-        )
+        hints = {
+            errno.EADDRINUSE: "is another server using the port? try --port 0",
+            errno.EACCES: "ports below 1024 need privileges: choose --port 1024 or above",
+        }
+        hint = hints.get(error.errno, "--host must be an address or name of this machine")
         raise DigitsError(
             f"cannot listen on {host}:{port} ({error.strerror or error}); {hint}"
         ) from None

@@ -104,12 +104,20 @@ def percentile(values: list[float], percent: float) -> float:
 
 def server_url(text: str) -> str:
     """argparse type: the address `digits serve` printed, http://HOST:PORT."""
-    parts = urllib.parse.urlsplit(text)
     try:
-        parts.port  # noqa: B018  raises for a port that is not 0-65535
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme != "http" or not parts.hostname:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port  # raises for a port that is not 0-65535
+    except ValueError:  # also an unclosed [IPv6 address
+        parts, port = None, None
+    if (
+        parts is None
+        or parts.scheme != "http"
+        or not parts.hostname
+        or port is None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected the address `digits serve` printed, http://HOST:PORT "
             "(e.g. http://127.0.0.1:8000)"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from digits.errors import DigitsError
-from digits.params import ParamsError, load_params, parse_params
+from digits.params import ParamsError, load_params, memory_limit, parse_params
 from digits.paths import PARAMS, project_root
 from digits.presets import format_value, merge_preset
 from digits.yamlfile import load_yaml
@@ -99,8 +99,10 @@ def load_grid(path: Path, params_path: Path) -> list[dict[str, Any]]:
     except ParamsError as error:
         raise ParamsError(f"{path}: {error}") from error
     for point in points:
-        parse_params(
-            merge_preset(base, nested(point)), source=f"{path}: {' '.join(overrides(point))}"
+        parse_params(  # queued here, trained here: the model must fit this machine's memory
+            merge_preset(base, nested(point)),
+            source=f"{path}: {' '.join(overrides(point))}",
+            memory_bytes=memory_limit(),
         )
     return points
 
