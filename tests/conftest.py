@@ -125,6 +125,18 @@ NOTHING_CHANGED = {"own_version": ["always changed"]}  # `dvc status --json`: al
 GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
 
 
+def git(repo: Path, *args: str) -> str:
+    """``git ARGS`` in ``repo`` as a test user; its output without the last newline (porcelain
+    lines keep their leading space); an error fails the test."""
+    done = subprocess.run([*GIT, *args], cwd=repo, capture_output=True, text=True, check=True)
+    return done.stdout.rstrip("\n")
+
+
+def files_under(directory: Path) -> list[Path]:
+    """Every file below ``directory``, sorted; none if it does not exist."""
+    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
+
+
 def md5_hex(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 

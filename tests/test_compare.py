@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import DIGITS, commit_all, dvc, venv_env
+from conftest import DIGITS, commit_all, dvc, git, venv_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -337,11 +337,6 @@ Path("metrics/metrics.json").write_text(json.dumps(metrics, indent=2))
 Path("dvclive").mkdir(exist_ok=True)
 Path("dvclive/metrics.json").write_text(json.dumps({"eval": {"accuracy": 0.5}, "step": 0}))
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
-    return result.stdout
 
 
 def write_params(repo: Path, correct: list[int], epochs: int) -> None:

@@ -16,6 +16,7 @@ import tensorflow as tf
 import yaml
 from conftest import (
     PROJECT_ROOT,
+    files_under,
     load_project_params,
     tiny_mnist_files,
     tiny_params,
@@ -156,10 +157,6 @@ def run_stage(script: str, *args: str, cwd: Path, env: dict) -> None:
         text=True,
     )
     assert result.returncode == 0, f"{script} failed:\n{result.stderr}"
-
-
-def files_under(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
 
 
 @pytest.mark.integration

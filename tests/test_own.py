@@ -7,13 +7,12 @@ import io
 import json
 import logging
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import ALWAYS_RUN, GIT, commit_all, dvc, stages_run, venv_env
+from conftest import ALWAYS_RUN, commit_all, dvc, files_under, git, stages_run, venv_env
 from PIL import Image, ImageDraw
 
 from digits.cli import main
@@ -76,10 +75,6 @@ def own_pictures(own_dir: Path, per_class: int) -> list[Path]:
         for digit in range(10)
         for variant in range(per_class)
     ]
-
-
-def files_under(directory: Path) -> list[Path]:
-    return sorted(path for path in directory.rglob("*") if path.is_file())
 
 
 def test_a_picture_is_filed_under_its_label_by_a_hash_of_its_bytes(tmp_path):
@@ -400,11 +395,6 @@ def tiny_project(tiny_pipeline):
     (project / "data/own.dvc").unlink(missing_ok=True)  # left untracked by a failed test
     dvc(project, "checkout", "--force", env=env)
     assert git(project, "status", "--porcelain") == ""
-
-
-def git(project: Path, *args: str) -> str:
-    done = subprocess.run([*GIT, *args], cwd=project, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
 
 
 @pytest.mark.integration

@@ -13,10 +13,10 @@ import yaml
 from conftest import (
     ALWAYS_RUN,
     DIGITS,
-    GIT,
     NOTHING_CHANGED,
     PROJECT_ROOT,
     dvc,
+    git,
     md5_hex,
     stages_run,
     venv_env,
@@ -100,11 +100,6 @@ def test_queued_two_point_sweep_runs_and_is_listed(tiny_pipeline):
     finally:  # the shared project as it was, for the tests after this one
         dvc(project, "queue", "remove", "--all", env=env, check=False)
         dvc(project, "exp", "remove", "--all-commits", env=env, check=False)
-
-
-def git(cwd: Path, *args: str) -> str:
-    done = subprocess.run([*GIT, *args], cwd=cwd, capture_output=True, text=True, check=True)
-    return done.stdout
 
 
 def machine(origin: Path, storage: Path, clone: Path, env: dict) -> Path:
