@@ -132,6 +132,19 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout.rstrip("\n")
 
 
+def file_contents(project: Path, tops: tuple[str, ...], leave_out=()) -> dict[str, bytes]:
+    """Relative path -> bytes of every file under the folders ``tops`` of ``project``, but
+    temporary ones (``.tmp`` in the name) and those whose path starts with one of ``leave_out``."""
+    return {
+        relative: path.read_bytes()
+        for top in tops
+        for path in sorted((project / top).rglob("*"))
+        if path.is_file()
+        and ".tmp" not in path.name
+        and not (relative := path.relative_to(project).as_posix()).startswith(tuple(leave_out))
+    }
+
+
 def files_under(directory: Path) -> list[Path]:
     """Every file below ``directory``, sorted; none if it does not exist."""
     return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []

@@ -12,7 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import ALWAYS_RUN, commit_all, dvc, files_under, git, stages_run, venv_env
+from conftest import (
+    ALWAYS_RUN,
+    commit_all,
+    dvc,
+    file_contents,
+    files_under,
+    git,
+    stages_run,
+    venv_env,
+)
 from PIL import Image, ImageDraw
 
 from digits.cli import main
@@ -367,18 +376,11 @@ def test_own_test_metrics_report_per_class_only_with_enough_pictures():
 # Through DVC, on the shared tiny project -------------------------------------------------------
 
 
-def tracked_outputs(project: Path) -> dict[Path, bytes]:
+def tracked_outputs(project: Path) -> dict[str, bytes]:
     """Every file the pipeline writes under data, metrics and plots, with its bytes (not the
     own pictures, nor what `dvc add data/own` writes)."""
     pictures = ("data/own/", "data/own.dvc", "data/.gitignore")
-    return {
-        path: path.read_bytes()
-        for top in ("data", "metrics", "plots")
-        for path in (project / top).rglob("*")
-        if path.is_file()
-        and ".tmp" not in path.name
-        and not path.relative_to(project).as_posix().startswith(pictures)
-    }
+    return file_contents(project, ("data", "metrics", "plots"), leave_out=pictures)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from conftest import (
     cannot_run,
     copy_project,
     dvc,
+    file_contents,
     load_project_params,
     md5_hex,
     stages_run,
@@ -35,15 +36,10 @@ def set_param(project: Path, section: str, key: str, value) -> None:
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def outputs(project: Path) -> dict[Path, bytes]:
+def outputs(project: Path) -> dict[str, bytes]:
     """Every file under data/, metrics/, plots/ and dvclive/ but temporary ones, with its
     bytes."""
-    return {
-        path: path.read_bytes()
-        for top in ("data", "metrics", "plots", "dvclive")
-        for path in (project / top).rglob("*")
-        if path.is_file() and ".tmp" not in path.name
-    }
+    return file_contents(project, ("data", "metrics", "plots", "dvclive"))
 
 
 def restore(project: Path, env: dict) -> None:

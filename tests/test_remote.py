@@ -21,6 +21,7 @@ from conftest import (
     STAGES,
     commit_all,
     dvc,
+    file_contents,
     md5_hex,
     stages_run,
     venv_env,
@@ -65,11 +66,7 @@ def s3_client(endpoint: str, env: dict):
 
 def data_files(project: Path) -> dict[str, bytes]:
     """Relative path -> bytes of every file DVC tracks under data/ (raw, prepared, model)."""
-    return {
-        str(path.relative_to(project)): path.read_bytes()
-        for path in sorted((project / "data").rglob("*"))
-        if path.is_file() and path.name != ".gitignore"
-    }
+    return file_contents(project, ("data",), leave_out=("data/.gitignore",))
 
 
 @pytest.fixture(scope="module")
