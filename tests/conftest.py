@@ -9,8 +9,10 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import NoReturn
 
@@ -324,3 +326,20 @@ def cannot_run(reason: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI is set: this test must run there)")
     pytest.skip(reason)
+
+
+def png_bytes(width: int, height: int, compressed: bytes) -> bytes:
+    """A PNG file by hand: an 8-bit grayscale header claiming ``width`` x ``height`` and one
+    IDAT chunk of ``compressed`` (zlib) rows, which need not match it."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", compressed)
+        + chunk(b"IEND", b"")
+    )

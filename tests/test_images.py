@@ -7,12 +7,12 @@ dark, and rendered in the styles people's pictures come in; every style must giv
 
 import io
 import os
-import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import png_bytes
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from digits import images
@@ -383,20 +383,6 @@ def png_of_zeros(width: int, height: int) -> bytes:
     row = bytes(width + 1)  # filter byte + pixels
     data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
     return png_bytes(width, height, data)
-
-
-def png_bytes(width: int, height: int, compressed: bytes) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body)
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", compressed)
-        + chunk(b"IEND", b"")
-    )
 
 
 def test_a_decompression_bomb_is_refused_before_decoding(tmp_path):

@@ -10,15 +10,13 @@ import errno
 import json
 import os
 import re
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONSTANT_ANSWER
+from conftest import CONSTANT_ANSWER, png_bytes
 from PIL import Image, ImageDraw
 
 from digits.cli import main
@@ -150,15 +148,7 @@ def blank(tmp_path):
 
 def decompression_bomb(tmp_path):
     """A PNG header claiming 100,000 x 100,000 pixels (10 GB decoded) in a few bytes."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
-    (tmp_path / "bomb.png").write_bytes(data)
+    (tmp_path / "bomb.png").write_bytes(png_bytes(100_000, 100_000, b""))
     return tmp_path / "bomb.png", "decompression bomb"
 
 
