@@ -321,8 +321,8 @@ def ctrl_c_as_in_a_terminal() -> None:
 
 def cannot_run(reason: str) -> NoReturn:
     """For a test that cannot run here: a failure under CI (``CI`` set, as GitHub Actions and
-    .ci/run set it), where it must run, since a check that silently did not run must not pass;
-    elsewhere a skip that says why."""
+    CI runners set it; .ci/run itself does not), where it must run, since a check that silently
+    did not run must not pass; elsewhere a skip that says why."""
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI is set: this test must run there)")
     pytest.skip(reason)

@@ -74,7 +74,7 @@ def quick_model(mirror: str, path: Path) -> Path:
     from digits.saving import save_model
 
     download = load_params(PROJECT_ROOT / "params.yaml").download
-    sources = candidate_sources(mirror, [])
+    sources = candidate_sources(mirror, download.mirrors)  # as the download stage tries them
 
     def fetched(name: str) -> bytes:
         return fetch_verified(sources, download.files[name], download.timeout_s, 1, False)

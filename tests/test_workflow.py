@@ -83,15 +83,35 @@ def test_tests_workflow_runs_the_readme_test_command_on_main_and_pull_requests()
     steps = job["steps"]
     assert [step["run"] for step in steps if "run" in step] == [".ci/run"]
     setup_python = next(step for step in steps if "setup-python" in step.get("uses", ""))
-    assert setup_python["with"]["cache"] == "pip"
+    assert setup_python["with"] == {
+        "python-version": "3.11",  # .ci/run calls python3.11
+        "cache": "pip",
+        "cache-dependency-path": "requirements.txt",
+    }
     assert readme_test_command() in (PROJECT_ROOT / ".ci" / "run").read_text().splitlines()
-    # the real-data test runs there: under CI=true it fails without MNIST_MIRROR
-    assert job["env"]["MNIST_MIRROR"] in load_project_params()["download"]["mirrors"]
+    # the real-data test runs there: with CI set it fails without MNIST_MIRROR
+    assert job["env"]["MNIST_MIRROR"] == load_project_params()["download"]["mirrors"][0]
+    # Ubuntu's chromium is a snap wrapper that does not run there: the runner's Chrome instead
+    tests_step = next(step for step in steps if step.get("run") == ".ci/run")
+    assert tests_step["env"]["DIGITS_CHROMIUM"] == "/usr/bin/google-chrome"
+    # a push to main is never cancelled by the next one
+    assert workflow["concurrency"]["cancel-in-progress"] == (
+        "${{ github.event_name == 'pull_request' }}"
+    )
 
 
 def test_compare_workflow_triggers_on_changes_that_move_the_results():
     paths = load_compare_workflow()["on"]["pull_request"]["paths"]
-    assert sorted(paths) == ["dvc.yaml", "params.yaml", "requirements.txt", "src/**", "stages/**"]
+    assert sorted(paths) == [
+        ".ci/reproduce",
+        ".github/workflows/compare.yml",
+        "data/own.dvc",
+        "dvc.yaml",
+        "params.yaml",
+        "requirements.txt",
+        "src/**",
+        "stages/**",
+    ]
 
 
 def test_compare_workflow_installs_the_digits_command():
@@ -111,9 +131,19 @@ def test_compare_workflow_has_history_permission_and_the_gate():
     compare_step = next(run for run in runs if "digits compare" in run)
     assert 'digits compare --base "$BASE_REF" --markdown report.md' in compare_step
     assert workflow["jobs"]["compare"]["env"]["BASE_REF"] == "origin/${{ github.base_ref }}"
-    # the report is posted before the job fails on the gate
-    names = [step.get("name") for step in steps]
-    assert names.index("Comment on the pull request") < names.index("Fail when the gate fails")
+    # the report is posted (same-repository PRs: a fork's token cannot) before the job fails
+    # on the gate, which fails on any status but 0, as the compare step records it
+    assert 'echo "status=$status" >> "$GITHUB_OUTPUT"' in compare_step
+    named = {step.get("name"): step for step in steps}
+    assert list(named).index("Comment on the pull request") < list(named).index(
+        "Fail when the gate fails"
+    )
+    assert named["Comment on the pull request"]["if"] == (
+        "github.event.pull_request.head.repo.full_name == github.repository"
+    )
+    assert named["Fail when the gate fails"]["if"] == "steps.compare.outputs.status != '0'"
+    compare_id = next(step for step in steps if "digits compare" in step.get("run", ""))["id"]
+    assert compare_id == "compare"
 
 
 REPRODUCE = PROJECT_ROOT / ".ci" / "reproduce"
