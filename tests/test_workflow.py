@@ -7,6 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import (
@@ -14,6 +15,8 @@ from conftest import (
     PROJECT_ROOT,
     STAGES,
     cannot_run,
+    commit_all,
+    dvc,
     load_project_params,
     stages_run,
     venv_env,
@@ -205,3 +208,32 @@ def test_ci_reproduce_reuses_and_shares_trainings_through_the_remote(tiny_pipeli
     output = reproduce(ci_clone(project, tmp_path / "alone", epochs=3), alone)
     assert "no DVC remote configured" in output
     assert stages_run(output) == list(STAGES)
+
+
+@pytest.mark.integration
+def test_ci_reproduce_pulls_your_own_pictures_from_the_remote(tiny_pipeline, tmp_path):
+    """With data/own.dvc committed, a fresh CI clone gets the pictures from the remote (no stage
+    outputs them, so `dvc repro --pull` alone would not) and trains with them."""
+    from digits.serve_bench import drawn_seven
+
+    project, mirror = tiny_pipeline
+    storage = tmp_path / "storage"
+    env = venv_env(MNIST_MIRROR=str(mirror), DVC_REMOTE_URL=str(storage))
+    author = tmp_path / "author"
+    subprocess.run(["git", "clone", "-q", str(project), str(author)], check=True)
+    (author / "data/own/7").mkdir(parents=True)
+    sides = (140, 210, 280)
+    for side in sides:
+        (author / f"data/own/7/seven-{side}.png").write_bytes(drawn_seven(side))
+    dvc(author, "add", "data/own", env=env)
+    dvc(author, "remote", "add", "--local", "-d", "team", str(storage), env=env)
+    dvc(author, "push", "data/own.dvc", env=env)
+    commit_all(author, "own pictures")
+
+    clone = tmp_path / "ci"
+    subprocess.run(["git", "clone", "-q", str(author), str(clone)], check=True)
+    reproduce(clone, env)
+
+    prepared = clone / "data/own_prepared"
+    counts = [len(np.load(prepared / f"y_{split}.npy")) for split in ("train", "test")]
+    assert sum(counts) == len(sides)
