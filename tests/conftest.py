@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -236,6 +237,23 @@ def tiny_pipeline(tmp_path_factory) -> tuple[Path, Path]:
     assert stages_run(result.stdout) == list(STAGES)
     commit_all(project, "tiny results")
     return project, mirror
+
+
+@pytest.fixture
+def tiny_project(tiny_pipeline) -> Iterator[tuple[Path, dict]]:
+    """The shared tiny project and its environment; afterwards, even after a failed test, back
+    at its branch and commit, without untracked files (own pictures, their .dvc file), its data
+    checked out again."""
+    project, mirror = tiny_pipeline
+    env = venv_env(MNIST_MIRROR=str(mirror))
+    head = git(project, "rev-parse", "HEAD")
+    branch = git(project, "rev-parse", "--abbrev-ref", "HEAD")
+    yield project, env
+    git(project, "checkout", "-q", "-f", branch)
+    git(project, "reset", "-q", "--hard", head)
+    git(project, "clean", "-q", "-f", "-d")
+    dvc(project, "checkout", "--force", env=env)
+    assert git(project, "status", "--porcelain") == ""
 
 
 def commit_all(project: Path, message: str) -> None:

@@ -20,7 +20,6 @@ from conftest import (
     files_under,
     git,
     stages_run,
-    venv_env,
 )
 from PIL import Image, ImageDraw
 
@@ -381,22 +380,6 @@ def tracked_outputs(project: Path) -> dict[str, bytes]:
     own pictures, nor what `dvc add data/own` writes)."""
     pictures = ("data/own/", "data/own.dvc", "data/.gitignore")
     return file_contents(project, ("data", "metrics", "plots"), leave_out=pictures)
-
-
-@pytest.fixture
-def tiny_project(tiny_pipeline):
-    """The shared tiny project; afterwards back at its commit, without own pictures."""
-    project, mirror = tiny_pipeline
-    env = venv_env(MNIST_MIRROR=str(mirror))
-    head = git(project, "rev-parse", "HEAD")
-    branch = git(project, "rev-parse", "--abbrev-ref", "HEAD")
-    yield project, env
-    git(project, "checkout", "-q", "-f", branch)
-    git(project, "reset", "-q", "--hard", head)
-    shutil.rmtree(project / "data/own", ignore_errors=True)
-    (project / "data/own.dvc").unlink(missing_ok=True)  # left untracked by a failed test
-    dvc(project, "checkout", "--force", env=env)
-    assert git(project, "status", "--porcelain") == ""
 
 
 @pytest.mark.integration

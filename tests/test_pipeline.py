@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,15 +46,6 @@ def restore(project: Path, env: dict) -> None:
     data and model."""
     subprocess.run(["git", "checkout", "--", "."], cwd=project, check=True)
     dvc(project, "checkout", "--force", env=env)
-
-
-@pytest.fixture
-def tiny_project(tiny_pipeline) -> Iterator[tuple[Path, dict]]:
-    """The shared tiny project, put back as it was after each test, even a failed one."""
-    project, mirror = tiny_pipeline
-    env = venv_env(MNIST_MIRROR=str(mirror))
-    yield project, env
-    restore(project, env)
 
 
 @pytest.mark.integration

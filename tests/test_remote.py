@@ -70,7 +70,7 @@ def data_files(project: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def tiny_project(tiny_pipeline, tmp_path_factory) -> tuple[Path, dict]:
+def private_project(tiny_pipeline, tmp_path_factory) -> tuple[Path, dict]:
     """This module's own clone of the shared tiny project (the remotes these tests add and
     commit stay here), its data checked out from the shared cache; with an environment that
     sees no real AWS settings."""
@@ -85,9 +85,9 @@ def tiny_project(tiny_pipeline, tmp_path_factory) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint(tiny_project) -> Iterator[str]:
+def s3_endpoint(private_project) -> Iterator[str]:
     """URL of a moto S3 server on a free 127.0.0.1 port, with an empty bucket BUCKET."""
-    _, env = tiny_project
+    _, env = private_project
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -116,8 +116,8 @@ def assert_pull_restores(project: Path, clone: Path, env: dict) -> None:
     assert stages_run(dvc(clone, "repro", env=env).stdout) == ALWAYS_RUN
 
 
-def test_directory_remote_round_trip(tiny_project, tmp_path):
-    project, env = tiny_project
+def test_directory_remote_round_trip(private_project, tmp_path):
+    project, env = private_project
     storage = tmp_path / "dvc-storage"
     dvc(project, "remote", "add", "-d", "local", str(storage), env=env)
     clone = push_and_clone(project, tmp_path / "clone", env, local_config=[])
@@ -125,8 +125,8 @@ def test_directory_remote_round_trip(tiny_project, tmp_path):
     assert_pull_restores(project, clone, env)
 
 
-def test_s3_remote_round_trip(tiny_project, s3_endpoint, tmp_path):
-    project, env = tiny_project
+def test_s3_remote_round_trip(private_project, s3_endpoint, tmp_path):
+    project, env = private_project
     endpoint = ["storage", "endpointurl", s3_endpoint]
     dvc(project, "remote", "add", "-d", "storage", f"s3://{BUCKET}/digits", env=env)
     dvc(project, "remote", "modify", "--local", *endpoint, env=env)  # per machine: not in git
@@ -137,11 +137,11 @@ def test_s3_remote_round_trip(tiny_project, s3_endpoint, tmp_path):
     assert_pull_restores(project, clone, env)
 
 
-def test_the_model_is_fetched_by_name_from_a_directory_remote(tiny_project, tmp_path):
+def test_the_model_is_fetched_by_name_from_a_directory_remote(private_project, tmp_path):
     """The model registry: a clone that shares the tiny project's cache pushes the model to a
     directory remote and tags a version; `dvc artifacts get` of the name, from a third
     directory, downloads exactly the model dvc.lock records."""
-    project, env = tiny_project
+    project, env = private_project
     env = dict(env, DVC_STUDIO_OFFLINE="1")  # this repository's registry only, never Studio
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
@@ -217,14 +217,14 @@ def assert_run_cache_shared(
     assert json.loads(dvc(reuser, "status", "--json", env=env).stdout) == NOTHING_CHANGED
 
 
-def test_run_cache_shared_through_a_directory_remote(tiny_project, tmp_path):
-    project, env = tiny_project
+def test_run_cache_shared_through_a_directory_remote(private_project, tmp_path):
+    project, env = private_project
     remote = [["add", "--force", "-d", "team", str(tmp_path / "dvc-storage")]]
     assert_run_cache_shared(project, tmp_path, env, remote, plain_push_first=True)
 
 
-def test_run_cache_shared_through_s3(tiny_project, s3_endpoint, tmp_path):
-    project, env = tiny_project
+def test_run_cache_shared_through_s3(private_project, s3_endpoint, tmp_path):
+    project, env = private_project
     prefix = f"run-cache-{tmp_path.name}"
     remote = [
         ["add", "--force", "-d", "team", f"s3://{BUCKET}/{prefix}"],
