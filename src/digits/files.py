@@ -38,19 +38,19 @@ def atomic_paths(*paths: Path) -> Iterator[tuple[Path, ...]]:
     ``OutputError`` naming the output it was for.
     """
     paths = tuple(Path(path) for path in paths)
-    destinations = tuple(_destination(path) for path in paths)
+    written_into = tuple(_written_into(path) for path in paths)
     places: dict[str, Path] = {}
-    for path, (target, into) in zip(paths, destinations, strict=True):
-        place = os.path.join(os.path.realpath(target.parent), target.name)
+    for path, into in zip(paths, written_into, strict=True):
+        place = os.path.join(os.path.realpath(path.parent), path.name)
         if not into and places.setdefault(place, path) is not path:  # /dev/null twice is fine
             raise OutputError(f"{path}: one place for two outputs; give each its own")
     temporaries = tuple(
-        _temporary_beside(Path(tempfile.gettempdir()) / path.name if into else target)
-        for path, (target, into) in zip(paths, destinations, strict=True)
+        _temporary_beside(Path(tempfile.gettempdir()) / path.name if into else path)
+        for path, into in zip(paths, written_into, strict=True)
     )
     try:
         yield temporaries
-        _replace_together(temporaries, destinations, paths)
+        _replace_together(temporaries, written_into, paths)
     except OSError as error:
         output = _output_named_in(error, temporaries, paths)
         if output is None:
@@ -65,19 +65,18 @@ def atomic_paths(*paths: Path) -> Iterator[tuple[Path, ...]]:
 DESCRIPTORS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
 
 
-def _destination(path: Path) -> tuple[Path, bool]:
-    """(where the output given as ``path`` goes, whether it is written into rather than
-    replaced): into a device, FIFO or socket (``/dev/null``), and into anything under /dev or
-    /proc (``/dev/stdout`` even when it leads to a file), which a rename would replace with a
-    file; otherwise ``path`` itself, replaced. A symbolic link is replaced too, never written
-    through: with DVC's symlink cache, an output links into the cache."""
+def _written_into(path: Path) -> bool:
+    """Whether the output ``path`` is written into rather than replaced: a device, FIFO or
+    socket (``/dev/null``), or anything under /dev or /proc (``/dev/stdout`` even when it leads
+    to a file), which a rename would replace with a file. Anything else is replaced, a symbolic
+    link too, never written through: with DVC's symlink cache, an output links into the cache."""
     if str(path.absolute()).startswith(("/dev/", "/proc/")):
-        return path, True
+        return True
     try:
         mode = os.stat(path).st_mode  # follows links
     except OSError:  # nothing there yet; or a parent that is a file, which _temporary_beside names
-        return path, False
-    return path, not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _write_into(target: Path, data: bytes) -> None:
@@ -155,28 +154,22 @@ def _temporary_beside(path: Path) -> Path:
 
 
 def _replace_together(
-    temporaries: tuple[Path, ...],
-    destinations: tuple[tuple[Path, bool], ...],
-    paths: tuple[Path, ...],
+    temporaries: tuple[Path, ...], written_into: tuple[bool, ...], paths: tuple[Path, ...]
 ) -> None:
-    for tmp, (target, into), path in zip(temporaries, destinations, paths, strict=True):
+    for tmp, into, path in zip(temporaries, written_into, paths, strict=True):
         if not tmp.exists():
             raise OutputError(f"{path}: the stage finished without writing it")
         if into and tmp.is_dir():
             raise OutputError(f"{path}: is a device or pipe, but this output is a directory")
-        if not into and target.exists() and target.is_dir() != tmp.is_dir():
-            kind = "a directory" if target.is_dir() else "a file"
+        if not into and path.exists() and path.is_dir() != tmp.is_dir():
+            kind = "a directory" if path.is_dir() else "a file"
             raise OutputError(f"{path}: is {kind}, but this output is not; remove it and rerun")
-    replaced = [
-        (tmp, target)
-        for tmp, (target, into) in zip(temporaries, destinations, strict=True)
-        if not into
-    ]
-    _rename_together(replaced)
-    for tmp, (target, into), path in zip(temporaries, destinations, paths, strict=True):
+    outputs = list(zip(temporaries, written_into, paths, strict=True))
+    _rename_together([(tmp, path) for tmp, into, path in outputs if not into])
+    for tmp, into, path in outputs:
         if into:  # after the renames: what went into a device cannot be taken back
             try:
-                _write_into(target, tmp.read_bytes())
+                _write_into(path, tmp.read_bytes())
             except OSError as error:
                 raise OutputError(f"{path}: cannot write it: {error.strerror or error}") from None
 
