@@ -13,7 +13,8 @@ hand-drawn strokes, see digits/renderings.py) in the styles of ``digits.renderin
 ``uci`` enlarges real handwriting from elsewhere, UCI's "Optical Recognition of Handwritten
 Digits" (its test file, 13 writers on NIST forms scanned to 8x8 blocks of 0-16:
 ``optdigits.tes`` from UCI, or the same 1,797 digits shipped in scikit-learn as
-``sklearn/datasets/data/digits.csv.gz``), in the styles of ``UCI_STYLES``.
+``sklearn/datasets/data/digits.csv.gz``), with blocky pixels in the styles of ``UCI_STYLES``,
+then smoothly in those of ``digits.renderings`` (a marker, faint pencil, a photo, ...).
 Each picture is written as a file, read back with predict's loader and preprocessing
 (``load_grayscale``, ``mnist_frame``) and classified; prints the accuracy per style and overall.
 """
@@ -210,14 +211,32 @@ def read_optdigits(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return rows[:, :64].reshape(-1, 8, 8), rows[:, 64]
 
 
+UCI_GLYPH = 128  # px a side: an 8x8 digit enlarged smoothly, as digits.renderings' glyphs are
+
+
+def uci_glyph(digit: np.ndarray) -> np.ndarray:
+    """An 8x8 0-16 ``digit`` as a light-on-dark uint8 glyph, enlarged smoothly (bicubic)."""
+    small = Image.fromarray((digit * 255 / UCI_MAX).astype(np.float32))
+    enlarged = small.resize((UCI_GLYPH, UCI_GLYPH), Image.Resampling.BICUBIC)
+    return np.clip(np.asarray(enlarged), 0, 255).round().astype(np.uint8)
+
+
 def uci_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
-    """(style, renderers, labels) per style of ``UCI_STYLES``: the first ``--count`` digits."""
+    """(style, renderers, labels) for the first ``--count`` digits: per style of
+    ``UCI_STYLES``, then enlarged smoothly and drawn in each of ``digits.renderings``' styles
+    (its blocky scan aside: these digits are low-resolution already)."""
     if args.uci is None:
         sys.exit("--source uci needs --uci PATH: UCI's optdigits.tes or sklearn's digits.csv.gz")
     digits, labels = read_optdigits(args.uci)
     digits, labels = digits[: args.count], labels[: args.count]
     for name, render in UCI_STYLES.items():
         yield name, [partial(render, digit, None) for digit in digits], labels  # no randomness
+    for name, style in renderings.STYLES.items():
+        if style is renderings.blocky_scan:
+            continue
+        rng = np.random.default_rng(args.seed)
+        glyphs = [uci_glyph(digit) for digit in digits]
+        yield f"smooth, {name}", [partial(_save_style, style, g, rng) for g in glyphs], labels
 
 
 def mnist_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
@@ -294,8 +313,8 @@ def main() -> None:
         accuracy = float(np.mean(predicted == labels))
         right, total = right + int(np.sum(predicted == labels)), total + len(labels)
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(labels)
-        print(f"{name:26s} {accuracy:7.2%}  ({failures} unreadable, {elapsed_ms:5.1f} ms/image)")
-    print(f"{'overall':26s} {right / max(total, 1):7.2%}")
+        print(f"{name:32s} {accuracy:7.2%}  ({failures} unreadable, {elapsed_ms:5.1f} ms/image)")
+    print(f"{'overall':32s} {right / max(total, 1):7.2%}")
 
 
 if __name__ == "__main__":

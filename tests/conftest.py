@@ -96,6 +96,7 @@ ALL_OPTIONS = dataclasses.replace(
         elastic_px=1.5,
         low_res_share=0.5,
         thick_share=0.5,
+        square_share=0.5,
     ),
 )
 

@@ -14,6 +14,7 @@ from digits.augment import (
     _low_res_matrix,
     _sample_bilinear,
     _shift_bilinear,
+    _square,
     _thicken,
     distort_images,
 )
@@ -135,11 +136,17 @@ def thick_only(share: float) -> AugmentParams:
     return replace(NO_AUGMENT, thick_share=share)
 
 
+def square_only(share: float) -> AugmentParams:
+    return replace(NO_AUGMENT, square_share=share)
+
+
 @pytest.mark.parametrize(
-    ("only", "every_image"), [(low_res_only, _low_res), (thick_only, _thicken)]
+    ("only", "every_image"),
+    [(low_res_only, _low_res), (thick_only, _thicken), (square_only, _square)],
 )
 def test_blur_and_broader_strokes_change_their_share_of_the_images_seeded(only, every_image):
     x, _ = random_data(2000, 4)
+    x[:, :, :10] = x[:, :, 18:] = 0  # ink taller than wide, for the square box to change
     seed = tf.constant([5, 6], tf.int64)
 
     changed_images = distort_images(x, seed, only(0.3)).numpy()
@@ -166,6 +173,42 @@ def test_a_broader_pen_takes_the_brightest_of_each_square_below_and_right():
     np.testing.assert_array_equal(broader, expected)
 
 
+def ink_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    """Where ``image`` is at least half bright: enlarged edges ramp over about a pixel."""
+    rows, columns = np.nonzero(image >= 0.5)
+    return rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+
+
+@pytest.mark.parametrize(
+    ("top", "bottom", "left", "right", "square"),
+    [
+        (4, 24, 12, 16, (4, 24, 4, 24)),  # a 1: 20 tall, 4 wide, stretched across
+        (10, 18, 2, 26, (2, 26, 2, 26)),  # a dash: 24 wide, stretched down, still inside
+        (2, 22, 0, 6, (2, 22, 0, 20)),  # at the left edge: the stretch moves right to fit
+    ],
+)
+def test_a_digit_is_stretched_along_its_shorter_side_to_a_square_box(
+    top, bottom, left, right, square
+):
+    bar = np.zeros((1, 28, 28), np.float32)
+    bar[0, top:bottom, left:right] = 1.0
+
+    stretched = _square(tf.constant(bar), tf.constant([1, 2], tf.int64), square_only(1.0))
+
+    assert ink_box(stretched.numpy()[0]) == square
+    assert stretched.numpy().max() == pytest.approx(1.0)
+
+
+def test_a_square_or_empty_image_is_left_as_it_is():
+    x = np.zeros((2, 28, 28), np.float32)
+    x[0, 5:20, 7:22] = np.random.default_rng(3).uniform(0.5, 1, (15, 15))
+    seed = tf.constant([1, 2], tf.int64)
+
+    np.testing.assert_allclose(
+        _square(tf.constant(x), seed, square_only(1.0)).numpy(), x, atol=1e-6
+    )
+
+
 def test_blur_and_broader_strokes_are_drawn_independently():
     x, _ = random_data(2000, 4)
     seed = tf.constant([5, 6], tf.int64)
@@ -181,14 +224,20 @@ def test_blur_and_broader_strokes_are_drawn_independently():
 
 @pytest.mark.parametrize(
     "augment",
-    [low_res_only(0.5), thick_only(0.5), replace(low_res_only(0.5), thick_share=0.5)],
-    ids=["blur", "broader strokes", "both"],
+    [
+        low_res_only(0.5),
+        thick_only(0.5),
+        square_only(0.5),
+        replace(low_res_only(0.5), thick_share=0.5, square_share=0.5),
+    ],
+    ids=["blur", "broader strokes", "square", "all three"],
 )
 def test_blur_and_broader_strokes_alone_run_inside_the_batch_source(augment):
     """Either share alone turns augmentation on, and the blur's matrix is made eagerly even
     when it is first needed while tf.data traces."""
     _low_res_matrix.cache_clear()
     x, y = random_data(64, 5)
+    x[:, :, :10] = x[:, :, 18:] = 0  # ink taller than wide, for the square box to change
     params = replace(TINY, augment=augment)
 
     images, _ = next(iter(training_batches(x, y, params)))

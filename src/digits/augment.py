@@ -32,6 +32,8 @@ def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -
         images = _low_res(images, tf.random.experimental.stateless_fold_in(seed, 1), augment)
     if augment.thick_share > 0:
         images = _thicken(images, tf.random.experimental.stateless_fold_in(seed, 2), augment)
+    if augment.square_share > 0:
+        images = _square(images, tf.random.experimental.stateless_fold_in(seed, 3), augment)
     return images
 
 
@@ -96,6 +98,53 @@ def _thicken(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.T
         return tf.nn.max_pool2d(picked[..., None], THICK_PEN, strides=1, padding="SAME")[..., 0]
 
     return _replace_share(images, seed, augment.thick_share, broaden)
+
+
+def _square(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Tensor:
+    """Replace a random ``augment.square_share`` of float32 (b, 28, 28) images with copies
+    stretched along the shorter side of the digit's box until the box is square, as scanners
+    that fit each digit to a square (UCI's 8x8 digits, USPS's 16x16) leave them: a 1 becomes a
+    broad slanted bar. The box is where the ink is brighter than ``SQUARE_INK``; the stretched
+    side keeps its centre, moved only as far as keeps the box in the image."""
+
+    def stretch(picked: tf.Tensor) -> tf.Tensor:
+        ink = picked > SQUARE_INK
+        rows = _extent(tf.reduce_any(ink, axis=2))
+        columns = _extent(tf.reduce_any(ink, axis=1))
+        side = tf.maximum(rows[1] - rows[0], columns[1] - columns[0])
+        return tf.einsum(
+            "bik,bkl,bjl->bij",
+            _stretch_tents(*rows, side),
+            picked,
+            _stretch_tents(*columns, side),
+        )
+
+    return _replace_share(images, seed, augment.square_share, stretch)
+
+
+SQUARE_INK = 0.2  # brightness above which a pixel counts as ink for the digit's box
+
+
+def _extent(inked: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(first, last + 1) float32 (k,) positions of True along bool (k, 28); (0, 28) for none."""
+    positions = tf.range(inked.shape[1], dtype=tf.float32)
+    first = tf.reduce_min(tf.where(inked, positions, float(inked.shape[1])), axis=1)
+    last = tf.reduce_max(tf.where(inked, positions, -1.0), axis=1)
+    empty = last < first
+    return tf.where(empty, 0.0, first), tf.where(empty, float(inked.shape[1]), last + 1)
+
+
+def _stretch_tents(start: tf.Tensor, end: tf.Tensor, side: tf.Tensor) -> tf.Tensor:
+    """(k, 28, 28): bilinear weights that map the span [start, end) of each image's axis onto a
+    span ``side`` long around the same centre, kept inside the image."""
+    size = IMAGE_SHAPE[0]
+    zoom = (side / tf.maximum(end - start, 1.0))[:, None, None]
+    centre = ((start + end) / 2)[:, None, None]
+    half = (side / 2)[:, None, None]
+    new_centre = tf.clip_by_value(centre, half, size - half)
+    positions = tf.range(size, dtype=tf.float32) + 0.5  # pixel centres
+    source = (positions[None, :, None] - new_centre) / zoom + centre - 0.5
+    return tf.nn.relu(1 - tf.abs(tf.range(size, dtype=tf.float32)[None, None, :] - source))
 
 
 def _replace_share(images: tf.Tensor, seed: tf.Tensor, share: float, change) -> tf.Tensor:

@@ -83,6 +83,7 @@ class AugmentParams:
     low_res_share: float  # this fraction of the images, drawn anew, blurred as low-res scans ...
     low_res_px: int  # ... shrunk to this many pixels a side and enlarged back
     thick_share: float  # this fraction, drawn anew, written with a pen about a pixel broader
+    square_share: float  # this fraction, drawn anew, stretched to a square box
 
     @property
     def moves_pixels(self) -> bool:
@@ -90,7 +91,8 @@ class AugmentParams:
 
     @property
     def enabled(self) -> bool:
-        return self.moves_pixels or self.low_res_share > 0 or self.thick_share > 0
+        shares = (self.low_res_share, self.thick_share, self.square_share)
+        return self.moves_pixels or any(share > 0 for share in shares)
 
 
 NO_AUGMENT = AugmentParams(
@@ -101,6 +103,7 @@ NO_AUGMENT = AugmentParams(
     low_res_share=0,
     low_res_px=11,  # unused while low_res_share is 0
     thick_share=0,
+    square_share=0,
 )
 
 
@@ -436,6 +439,9 @@ def _parse_augment(section: "_Section") -> AugmentParams:
         ),
         thick_share=section.get(
             "thick_share", float, check=lambda v: 0 <= v <= 1, expected="0 to 1"
+        ),
+        square_share=section.get(
+            "square_share", float, check=lambda v: 0 <= v <= 1, expected="0 to 1"
         ),
     )
 
