@@ -144,7 +144,7 @@ def square_only(share: float) -> AugmentParams:
     ("only", "every_image"),
     [(low_res_only, _low_res), (thick_only, _thicken), (square_only, _square)],
 )
-def test_blur_and_broader_strokes_change_their_share_of_the_images_seeded(only, every_image):
+def test_each_share_changes_its_share_of_the_images_seeded(only, every_image):
     x, _ = random_data(2000, 4)
     x[:, :, :10] = x[:, :, 18:] = 0  # ink taller than wide, for the square box to change
     seed = tf.constant([5, 6], tf.int64)
@@ -232,8 +232,8 @@ def test_blur_and_broader_strokes_are_drawn_independently():
     ],
     ids=["blur", "broader strokes", "square", "all three"],
 )
-def test_blur_and_broader_strokes_alone_run_inside_the_batch_source(augment):
-    """Either share alone turns augmentation on, and the blur's matrix is made eagerly even
+def test_each_share_alone_runs_inside_the_batch_source(augment):
+    """Each share alone turns augmentation on, and the blur's matrix is made eagerly even
     when it is first needed while tf.data traces."""
     _low_res_matrix.cache_clear()
     x, y = random_data(64, 5)
