@@ -231,11 +231,11 @@ def uci_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarr
     digits, labels = digits[: args.count], labels[: args.count]
     for name, render in UCI_STYLES.items():
         yield name, [partial(render, digit, None) for digit in digits], labels  # no randomness
+    glyphs = [uci_glyph(digit) for digit in digits]
     for name, style in renderings.STYLES.items():
         if style is renderings.blocky_scan:
             continue
         rng = np.random.default_rng(args.seed)
-        glyphs = [uci_glyph(digit) for digit in digits]
         yield f"smooth, {name}", [partial(_save_style, style, g, rng) for g in glyphs], labels
 
 
