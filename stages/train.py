@@ -16,8 +16,8 @@ from digits.data import load_split, mix_in, own_count
 from digits.distribute import join_cluster
 from digits.files import atomic_paths, check_output_files, live_path
 from digits.params import load_params, memory_limit
-from digits.stage import progress_on_terminal, run_stage, stage_arguments
-from digits.tracking import live_logger
+from digits.stage import run_stage, stage_arguments
+from digits.tracking import epoch_logger, live_logger
 
 log = logging.getLogger("train")
 
@@ -65,13 +65,11 @@ def main() -> None:
         live_path(live_dir),
         atomic_paths(model_path, history_path) as (model_tmp, history_tmp),
     ):
-        callbacks = [keras.callbacks.CSVLogger(str(history_tmp))]
+        callbacks = [keras.callbacks.CSVLogger(str(history_tmp)), epoch_logger(log, params.epochs)]
         if cluster.is_chief:  # one live log however many workers train
             callbacks.append(live_logger(live_dir))
         started = time.perf_counter()
-        train_model(
-            model, train, validation, params, callbacks, verbose=1 if progress_on_terminal() else 2
-        )
+        train_model(model, train, validation, params, callbacks, verbose=0)
         elapsed = time.perf_counter() - started
         log.info("trained in %.1f s (%.2f s/epoch)", elapsed, elapsed / params.epochs)
         save_model(model, model_tmp)

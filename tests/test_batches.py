@@ -4,10 +4,11 @@ epoch, with labels one-hot only when they are smoothed."""
 import dataclasses
 
 import numpy as np
+import pytest
 import tensorflow as tf
-from conftest import TINY
+from conftest import ALL_OPTIONS, TINY
 
-from digits.batches import steps_per_epoch, training_batches, validation_batches
+from digits.batches import chunk_sizes, steps_per_epoch, training_batches, validation_batches
 
 
 def indexed_images(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,3 +62,53 @@ def test_every_worker_keeps_its_share_of_each_batch():
     seeded batch (the default would look for input files to split first)."""
     policy = training_batches(*indexed_images(8), TINY).options().experimental_distribute
     assert policy.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
+@pytest.mark.parametrize(
+    ("n_examples", "batch_size", "steps_per_execution", "sizes"),
+    [
+        (156 * 360, 360, 64, [52, 52, 52]),  # the default: evenly, not 64 + 64 + 28
+        (54_000, 32, 64, [63] * 26 + [49, 1]),  # the seed: 1687 full batches and one of 16
+        (100, 16, 4, [3, 3, 1]),  # 6 full batches, one of 4
+        (10, 16, 4, [1]),  # no full batch at all
+        (64, 16, 100, [4]),  # one chunk holds the epoch
+    ],
+)
+def test_chunks_spread_the_full_batches_evenly_and_keep_a_smaller_last_batch_apart(
+    n_examples, batch_size, steps_per_execution, sizes
+):
+    params = dataclasses.replace(
+        TINY, batch_size=batch_size, steps_per_execution=steps_per_execution
+    )
+    assert chunk_sizes(n_examples, params) == sizes
+    assert sum(sizes) == steps_per_epoch(n_examples, batch_size)
+
+
+@pytest.mark.parametrize("params", [TINY, ALL_OPTIONS], ids=["plain", "augmented"])
+def test_chunks_hold_the_same_batches_in_the_same_order_padded_with_zeros(params):
+    """In chunks (gathered at once, or batch by batch when augmented) an epoch is the same
+    batches as step by step, each chunk padded to the first's length."""
+    params = dataclasses.replace(params, batch_size=16, steps_per_execution=4)
+    data = indexed_images(100)  # 6 full batches in chunks of 3, then one of 4
+    steps = list(training_batches(*data, params))
+    chunks = list(training_batches(*data, params, in_chunks=True))
+    assert [int(chunk["steps"]) for chunk in chunks] == chunk_sizes(100, params) == [3, 3, 1]
+    assert [chunk["images"].shape[0] for chunk in chunks] == [3, 3, 1]
+    unpacked = [
+        (chunk["images"][step], chunk["labels"][step])
+        for chunk in chunks
+        for step in range(int(chunk["steps"]))
+    ]
+    assert len(unpacked) == len(steps)
+    for (images, labels), (step_images, step_labels) in zip(unpacked, steps, strict=True):
+        np.testing.assert_array_equal(images.numpy(), step_images.numpy())
+        np.testing.assert_array_equal(labels.numpy(), step_labels.numpy())
+
+
+def test_a_short_chunk_is_padded_with_zeros_that_are_not_steps():
+    params = dataclasses.replace(TINY, batch_size=10, steps_per_execution=4)
+    chunks = list(training_batches(*indexed_images(70), params, in_chunks=True))
+    assert chunk_sizes(70, params) == [4, 3]
+    last = chunks[-1]
+    assert int(last["steps"]) == 3 and last["images"].shape == (4, 10, 28, 28)
+    assert not last["images"][3].numpy().any() and not last["labels"][3].numpy().any()

@@ -41,7 +41,7 @@ from digits.paths import PARAMS, PREPARED, in_project
 from digits.serve_bench import server_url
 
 # The seed project's model, with the speed settings that measure fastest for it: 64 steps per
-# call, and no XLA (launching a compiled step costs more than its fusions save at this size).
+# call, compiled by XLA as one loop (``model.Network``; 0.63 s/epoch against 1.25 without XLA).
 SEED_MODEL = {
     "hidden_units": (128,),
     "dropout": (0.0,),
@@ -50,7 +50,7 @@ SEED_MODEL = {
     "lr_schedule": "constant",
     "warmup_epochs": 0,
     "steps_per_execution": 64,
-    "jit_compile": False,
+    "jit_compile": True,
     "precision": "float32",
 }
 NETWORK_ONLY = {
