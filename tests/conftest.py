@@ -74,6 +74,7 @@ TINY = TrainParams(
     epochs=2,
     steps_per_execution=2,
     jit_compile=False,
+    compiled_loop=False,
     precision="float32",
     augment=NO_AUGMENT,
     own_share=0.0,

@@ -111,7 +111,9 @@ def test_workers_train_without_xla_one_step_per_call():
     params = parse_params(load_project_params()).train
     assert params.steps_per_execution > 1 and params.jit_compile
     on_worker = params_for_worker(params)
-    assert on_worker == dataclasses.replace(params, jit_compile=False, steps_per_execution=1)
+    assert on_worker == dataclasses.replace(
+        params, jit_compile=False, compiled_loop=False, steps_per_execution=1
+    )
 
 
 def test_the_chief_writes_its_outputs_in_place(tmp_path):

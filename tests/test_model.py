@@ -128,12 +128,12 @@ def test_with_jit_compile_training_steps_are_xla_compiled_and_validation_steps_a
 
 
 def test_steps_in_chunks_train_the_same_weights_bit_for_bit_as_step_by_step():
-    """With XLA, ``steps_per_execution`` steps run in one compiled loop (``Network``); that is
-    the same arithmetic as Keras' compiled step called once a batch: every option on, full
-    chunks, a padded chunk and a smaller last batch (100 images in batches of 16)."""
+    """``compiled_loop``: the ``steps_per_execution`` steps of a call run in one XLA loop
+    (``Network``), the same arithmetic as Keras calling its compiled step once a batch: every
+    option on, full chunks, a padded chunk and a smaller last batch (100 images, batches of 16)."""
     data = (random_data(100, 1), random_data(32, 2))
-    chunked = dataclasses.replace(ALL_OPTIONS, steps_per_execution=4, epochs=2)
-    stepped = dataclasses.replace(chunked, steps_per_execution=1)
+    stepped = dataclasses.replace(ALL_OPTIONS, steps_per_execution=4, epochs=2)
+    chunked = dataclasses.replace(stepped, compiled_loop=True)
     assert in_chunks(chunked) and not in_chunks(stepped)
     (model_a, history_a), (model_b, history_b) = (
         trained(params, data=data) for params in (chunked, stepped)

@@ -60,6 +60,16 @@ def test_single_dropout_applies_to_every_layer():
     assert params.train.dropout == (rate, rate, rate)
 
 
+def test_a_compiled_loop_needs_xla():
+    raw = with_change("train.compiled_loop", True)
+    assert parse_params(raw).train.compiled_loop
+    raw["train"]["jit_compile"] = False
+    assert error_for(raw) == (
+        "params.yaml: train.compiled_loop: expected false while train.jit_compile is false "
+        "(the loop is compiled by XLA), got True"
+    )
+
+
 def test_integer_is_accepted_where_a_number_is_expected():
     assert parse_params(with_change("train.learning_rate", 1)).train.learning_rate == 1.0
 

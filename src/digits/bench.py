@@ -51,6 +51,7 @@ SEED_MODEL = {
     "warmup_epochs": 0,
     "steps_per_execution": 64,
     "jit_compile": True,
+    "compiled_loop": True,
     "precision": "float32",
 }
 NETWORK_ONLY = {

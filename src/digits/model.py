@@ -97,7 +97,7 @@ def build_model(params: TrainParams, steps_per_epoch: int) -> keras.Sequential:
 
 def in_chunks(params: TrainParams) -> bool:
     """Whether training takes ``params.steps_per_execution`` steps in one XLA computation."""
-    return params.jit_compile and params.steps_per_execution > 1
+    return params.compiled_loop
 
 
 def _loss(params: TrainParams) -> keras.losses.Loss | str:

@@ -123,6 +123,7 @@ class TrainParams:
     epochs: int
     steps_per_execution: int
     jit_compile: bool
+    compiled_loop: bool  # the steps of a call in one XLA loop (model.Network); needs jit_compile
     precision: str  # a Keras dtype policy: the hidden layers' compute dtype
     augment: AugmentParams
     own_share: float  # own-train copies per epoch, as a fraction of MNIST's training images
@@ -320,6 +321,7 @@ def _parse_train(section: "_Section", memory_bytes: int | None) -> TrainParams:
     )
     if memory_bytes is not None:
         _check_memory(section, tuple(hidden_units), batch_size, memory_bytes)
+    jit_compile = section.get("jit_compile", bool)
     return TrainParams(
         seed=_seed(section),
         hidden_units=tuple(hidden_units),
@@ -357,7 +359,13 @@ def _parse_train(section: "_Section", memory_bytes: int | None) -> TrainParams:
             check=lambda v: 1 <= v <= MAX_STEPS_PER_EXECUTION,
             expected=f"1 to {MAX_STEPS_PER_EXECUTION}",
         ),
-        jit_compile=section.get("jit_compile", bool),
+        jit_compile=jit_compile,
+        compiled_loop=section.get(
+            "compiled_loop",
+            bool,
+            check=lambda v: jit_compile or not v,
+            expected="false while train.jit_compile is false (the loop is compiled by XLA)",
+        ),
         precision=section.get(
             "precision",
             str,
