@@ -99,30 +99,29 @@ def _chunks(batches, n_examples: int, params: TrainParams) -> tf.data.Dataset:
     sizes = chunk_sizes(n_examples, params)
     stride, full_steps = sizes[0], n_examples // params.batch_size
     last_full = full_steps - full_steps % stride if full_steps else 0
-    parts = [  # (first step, end, chunk length)
-        (0, last_full, stride),  # chunks of ``stride`` batches
-        (last_full, full_steps, stride),  # the rest of the full batches, padded
-        (full_steps, steps_per_epoch(n_examples, params.batch_size), 1),  # a smaller one
+    parts = [  # (first step, end, chunk length, padded)
+        (0, last_full, stride, False),  # chunks of ``stride`` batches
+        (last_full, full_steps, stride, True),  # the rest of the full batches
+        (full_steps, steps_per_epoch(n_examples, params.batch_size), 1, False),  # a smaller one
     ]
 
-    def chunk(images: tf.Tensor, labels: tf.Tensor, length: int) -> dict:
-        return {
-            "images": _padded(images, length),
-            "labels": _padded(labels, length),
-            "steps": tf.shape(images)[0],
-        }
+    def chunks(first: int, end: int, length: int, padded: bool) -> tf.data.Dataset:
+        def chunk(images: tf.Tensor, labels: tf.Tensor) -> dict:
+            steps = tf.shape(images)[0]
+            if padded:  # a copy of the chunk, which the others need not pay for
+                images, labels = _padded(images, length), _padded(labels, length)
+            return {"images": images, "labels": labels, "steps": steps}
 
-    def chunks(first: int, end: int, length: int) -> tf.data.Dataset:
         if params.augment.enabled:
             stacked = _steps(first, end).map(
                 batches, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
             )
-            return stacked.batch(length).map(lambda *pair: chunk(*pair, length))
+            return stacked.batch(length).map(chunk)
 
         def gathered(start: tf.Tensor) -> dict:
             count = tf.minimum(end - start, length)  # int64, as the steps
             images, labels = batches(start, count)
-            return chunk(_split(images, count), _split(labels, count), length)
+            return chunk(_split(images, count), _split(labels, count))
 
         return _steps(first, end, length).map(gathered)
 
