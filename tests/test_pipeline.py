@@ -180,7 +180,7 @@ def test_interrupted_repro_is_undone_by_the_commands_it_prints(tiny_project):
         start_new_session=True,
     )
     for line in repro.stdout:
-        if line.startswith("Epoch 3/"):
+        if line.startswith("train: epoch 3/"):
             break
     os.killpg(repro.pid, signal.SIGINT)  # what Ctrl-C sends: the whole foreground group
     printed = repro.communicate(timeout=120)[0]

@@ -37,7 +37,7 @@ def training_batches(
     (Keras' NumPy adapter re-slices every epoch; a per-image ``shuffle`` costs ~0.2 s an epoch).
 
     ``in_chunks``: the same batches in chunks of about ``params.steps_per_execution``, for a
-    model that takes the steps of a chunk in one call (``model.Network``); see ``_chunks``.
+    model that takes the steps of a chunk in one call (``network.Network``); see ``_chunks``.
     """
     images, labels = tf.constant(x), tf.constant(_labels(y, params))
     size, augment = params.batch_size, params.augment

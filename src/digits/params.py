@@ -123,7 +123,7 @@ class TrainParams:
     epochs: int
     steps_per_execution: int
     jit_compile: bool
-    compiled_loop: bool  # the steps of a call in one XLA loop (model.Network); needs jit_compile
+    compiled_loop: bool  # the steps of a call in one XLA loop (network.Network); needs jit_compile
     precision: str  # a Keras dtype policy: the hidden layers' compute dtype
     augment: AugmentParams
     own_share: float  # own-train copies per epoch, as a fraction of MNIST's training images

@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 
 import digits.dropout  # noqa: F401  registers PhiloxDropout for loading
-import digits.model  # noqa: F401  registers Network for loading
+import digits.network  # noqa: F401  registers Network for loading
 import digits.optimizer  # noqa: F401  registers FusedAdam for loading
 from digits.errors import DigitsError
 from digits.files import rerun_hint

@@ -20,7 +20,7 @@ def live_logger(directory: Path):
 def epoch_logger(log: logging.Logger, epochs: int):
     """A Keras callback that logs one line an epoch: its time, and loss and accuracy in training
     and validation. Keras' own lines count calls into TensorFlow as steps, and a call takes a
-    chunk of steps (``model.Network``), so its "ms/step" would be per chunk."""
+    chunk of steps (``network.Network``), so its "ms/step" would be per chunk."""
     import time
 
     import keras
