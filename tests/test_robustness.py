@@ -216,7 +216,7 @@ def start_training(workdir: Path, env: dict, epochs: int) -> subprocess.Popen:
 
 def wait_for_epoch(process: subprocess.Popen) -> None:
     for line in process.stdout:
-        if line.startswith("Epoch 2/"):
+        if line.startswith("train: epoch 2/"):
             return
     raise AssertionError(f"training ended before its second epoch: {process.wait()}")
 
