@@ -98,6 +98,7 @@ ALL_OPTIONS = dataclasses.replace(
         low_res_share=0.5,
         thick_share=0.5,
         square_share=0.5,
+        flag_share=0.5,
     ),
 )
 
@@ -182,6 +183,7 @@ def tiny_params(files: dict[str, bytes]) -> dict:
     # The tiny digits tell their label by the row of a bar: a square box would stretch the bar
     # over 20 rows and erase the label, where a real digit keeps its shape.
     params["train"]["augment"]["square_share"] = 0
+    params["train"]["augment"]["flag_share"] = 0  # a flag would draw over other rows too
     params["evaluate"]["misclassified_shown"] = 10
     return params
 

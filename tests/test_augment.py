@@ -29,11 +29,11 @@ def test_distort_images_without_options_is_identity():
 
 
 def test_distort_images_is_seeded():
-    x, _ = random_data(4, 4)
+    x, y = random_data(4, 4)
     augment = ALL_OPTIONS.augment
-    first = distort_images(x, np.array([1, 2], dtype=np.int64), augment).numpy()
-    again = distort_images(x, np.array([1, 2], dtype=np.int64), augment).numpy()
-    other = distort_images(x, np.array([3, 4], dtype=np.int64), augment).numpy()
+    first = distort_images(x, np.array([1, 2], dtype=np.int64), augment, y).numpy()
+    again = distort_images(x, np.array([1, 2], dtype=np.int64), augment, y).numpy()
+    other = distort_images(x, np.array([3, 4], dtype=np.int64), augment, y).numpy()
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
     assert first.shape == x.shape and 0 <= first.min() and first.max() <= 1
@@ -222,15 +222,65 @@ def test_blur_and_broader_strokes_are_drawn_independently():
     assert 0.05 < (blurred & changed).mean() < 0.13  # 0.09 of them both
 
 
+def flag_only(share: float) -> AugmentParams:
+    return replace(NO_AUGMENT, flag_share=share)
+
+
+def ones_and_sevens(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(count, 28, 28) upright stems 2 px wide in columns 14-15, rows 5-22; every other one a 1
+    (the rest 7s, though they look the same)."""
+    images = np.zeros((count, 28, 28), dtype=np.float32)
+    images[:, 5:23, 14:16] = 1.0
+    return images, np.resize(np.array([1, 7]), count)
+
+
+def test_only_ones_get_a_flag_down_to_the_left_of_the_stems_top():
+    x, y = ones_and_sevens(40)
+
+    flagged = distort_images(x, tf.constant([1, 2], tf.int64), flag_only(1.0), y).numpy()
+
+    np.testing.assert_array_equal(flagged[y != 1], x[y != 1])
+    ones, stems = flagged[y == 1], x[y == 1]
+    assert np.all(ones >= stems)  # drawn over the digit, which keeps all its ink
+    added = ones - stems
+    assert np.all(added[:, :5] == 0) and np.all(added[:, :, 16:] == 0)  # not above or right
+    rows, columns = np.nonzero(added.max(axis=0))
+    assert rows.max() <= 5 + 0.5 * 18 + 1 and columns.min() >= 14 - 0.5 * 18 - 1  # its length
+    left_of_stem = added[:, :, :14].sum(axis=(1, 2))
+    assert np.all(left_of_stem >= 0.25 * 18 * np.cos(np.radians(55)) * 2 * 0.9)  # a flag each
+    assert len({round(float(ink), 3) for ink in left_of_stem}) > 10  # each at its own angle
+
+
+def test_the_flags_share_of_the_ones_is_seeded():
+    x, _ = ones_and_sevens(2000)
+    ones = np.ones(len(x), dtype=np.int64)
+    seed = tf.constant([5, 6], tf.int64)
+
+    changed_images = distort_images(x, seed, flag_only(0.3), ones).numpy()
+
+    changed = np.any(changed_images != x, axis=(1, 2))
+    assert 0.26 < changed.mean() < 0.34  # 600 expected; 4 standard deviations either way
+    assert np.all(changed_images >= x)
+    np.testing.assert_array_equal(
+        changed_images, distort_images(x, seed, flag_only(0.3), ones).numpy()
+    )
+    assert not np.array_equal(
+        changed_images, distort_images(x, seed + 1, flag_only(0.3), ones).numpy()
+    )
+    with pytest.raises(ValueError, match="flag_share needs the images' digits"):
+        distort_images(x, seed, flag_only(0.3))
+
+
 @pytest.mark.parametrize(
     "augment",
     [
         low_res_only(0.5),
         thick_only(0.5),
         square_only(0.5),
-        replace(low_res_only(0.5), thick_share=0.5, square_share=0.5),
+        flag_only(1.0),
+        replace(low_res_only(0.5), thick_share=0.5, square_share=0.5, flag_share=0.5),
     ],
-    ids=["blur", "broader strokes", "square", "all three"],
+    ids=["blur", "broader strokes", "square", "flag", "all four"],
 )
 def test_each_share_alone_runs_inside_the_batch_source(augment):
     """Each share alone turns augmentation on, and the blur's matrix is made eagerly even

@@ -21,13 +21,22 @@ THICK_PEN = 2  # px: the window _thicken takes the brightest pixel of (3 broaden
 SQUARE_INK = 0.2  # brightness above which a pixel counts as ink for _square's box
 
 
-def distort_images(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Tensor:
-    """Randomly shift, rotate, zoom and elastically distort each image of float32 (b, 28, 28)
-    (``_move_pixels``), then blur a random share of them as low-resolution scans are
-    (``_low_res``), broaden the strokes of a share drawn independently (``_thicken``) and
-    stretch another to a square box (``_square``).
+def distort_images(
+    images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams, digits: tf.Tensor | None = None
+) -> tf.Tensor:
+    """Give a random share of the 1s among float32 (b, 28, 28) ``images`` (``digits``, int
+    (b,), their classes) a flag (``_flag_ones``), then randomly shift, rotate, zoom and
+    elastically distort each image (``_move_pixels``), blur a random share of them as
+    low-resolution scans are (``_low_res``), broaden the strokes of a share drawn independently
+    (``_thicken``) and stretch another to a square box (``_square``).
     ``seed`` is int64 (2,): the same seed gives the same images."""
     images = tf.convert_to_tensor(images)
+    if augment.flag_share > 0:
+        if digits is None:
+            raise ValueError("augment.flag_share needs the images' digits")
+        images = _flag_ones(
+            images, digits, tf.random.experimental.stateless_fold_in(seed, 4), augment
+        )
     if augment.moves_pixels:
         images = _move_pixels(images, seed, augment)
     if augment.low_res_share > 0:
@@ -130,6 +139,61 @@ def _square(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Te
         )
 
     return _replace_share(images, seed, augment.square_share, stretch)
+
+
+FLAG_ANGLE_DEG = (15, 55)  # a flag runs down to the left at this angle below the horizontal
+FLAG_LENGTH = (0.25, 0.5)  # and is this share of the digit's height long
+MAX_PEN = 4  # px: the widest pen a flag is drawn with
+
+
+def _flag_ones(images: tf.Tensor, digits: tf.Tensor, seed: tf.Tensor, augment) -> tf.Tensor:
+    """Replace a random ``augment.flag_share`` of the 1s among float32 (b, 28, 28) ``images``
+    (``digits``: their classes, (b,)) with copies that have a flag from the top of the stem
+    down to the left, as 1s are written in much of Europe (and by UCI's writers, whose flagged
+    1s an MNIST model reads as 4s). The pen is as wide as the stem: its ink over its height."""
+    draw = tf.random.stateless_uniform([tf.shape(images)[0]], seed)
+    chosen = tf.where((draw < augment.flag_share) & (tf.cast(digits, tf.int32) == 1))
+    ones = tf.gather_nd(images, chosen)
+    count = tf.shape(ones)[0]
+    angle_seed, length_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    angle = tf.random.stateless_uniform(
+        [count], angle_seed, *(math.radians(a) for a in FLAG_ANGLE_DEG)
+    )
+    ink = ones > SQUARE_INK
+    top, bottom = _extent(tf.reduce_any(ink, axis=2))
+    height = tf.maximum(bottom - top, 1.0)
+    length = height * tf.random.stateless_uniform([count], length_seed, *FLAG_LENGTH)
+    pen = tf.clip_by_value(
+        tf.reduce_sum(tf.cast(ink, tf.float32), axis=[1, 2]) / height, 1, MAX_PEN
+    )
+    row = top + pen / 2  # the flag starts in the middle of the stem's end
+    stem_end = tf.cast(tf.minimum(row, IMAGE_SHAPE[0] - 1), tf.int32)
+    inked = tf.cast(tf.gather(ink, stem_end, axis=1, batch_dims=1), tf.float32)
+    column = tf.reduce_sum(inked * tf.range(IMAGE_SHAPE[1], dtype=tf.float32), axis=1) / (
+        tf.maximum(tf.reduce_sum(inked, axis=1), 1.0)
+    )
+    end = (row + length * tf.sin(angle), column - length * tf.cos(angle))
+    flagged = tf.maximum(ones, _stroke((row, column), end, pen))
+    return tf.tensor_scatter_nd_update(images, chosen, flagged)
+
+
+def _stroke(start, end, pen: tf.Tensor) -> tf.Tensor:
+    """(k, 28, 28): straight anti-aliased strokes from ``start`` to ``end`` ((row, column) of
+    (k,) each), ``pen`` (k,) px wide: 1 within half the pen of the segment, 0 a pixel beyond."""
+    rows, columns = np.indices(IMAGE_SHAPE, dtype=np.float32)
+    (row0, column0), (row1, column1) = (
+        tuple(value[:, None, None] for value in point) for point in (start, end)
+    )
+    along_rows, along_columns = row1 - row0, column1 - column0
+    squared_length = tf.maximum(along_rows**2 + along_columns**2, 1e-6)
+    nearest = tf.clip_by_value(
+        ((rows - row0) * along_rows + (columns - column0) * along_columns) / squared_length, 0, 1
+    )  # how far along the segment the point nearest each pixel is
+    distance = tf.sqrt(
+        (rows - row0 - nearest * along_rows) ** 2
+        + (columns - column0 - nearest * along_columns) ** 2
+    )
+    return tf.clip_by_value(pen[:, None, None] / 2 + 0.5 - distance, 0, 1)
 
 
 def _extent(inked: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

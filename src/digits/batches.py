@@ -39,7 +39,7 @@ def training_batches(
     ``in_chunks``: the same batches in chunks of about ``params.steps_per_execution``, for a
     model that takes the steps of a chunk in one call (``network.Network``); see ``_chunks``.
     """
-    images, labels = tf.constant(x), tf.constant(_labels(y, params))
+    images, labels, digits = tf.constant(x), tf.constant(_labels(y, params)), tf.constant(y)
     size, augment = params.batch_size, params.augment
 
     def batches(order: tf.Tensor, pair: tf.Tensor, first: tf.Tensor, count: int = 1):
@@ -49,7 +49,7 @@ def training_batches(
         batch_images = tf.gather(images, indices)
         if augment.enabled:
             seed = tf.random.experimental.stateless_fold_in(pair, first)
-            batch_images = distort_images(batch_images, seed, augment)
+            batch_images = distort_images(batch_images, seed, augment, tf.gather(digits, indices))
         return batch_images, tf.gather(labels, indices)
 
     def epoch(pair: tf.Tensor) -> tf.data.Dataset:

@@ -84,6 +84,7 @@ class AugmentParams:
     low_res_px: int  # ... shrunk to this many pixels a side and enlarged back
     thick_share: float  # this fraction, drawn anew, written with a pen about a pixel broader
     square_share: float  # this fraction, drawn anew, stretched to a square box
+    flag_share: float  # this fraction of the 1s, drawn anew, given a flag (and some a foot)
 
     @property
     def moves_pixels(self) -> bool:
@@ -91,7 +92,7 @@ class AugmentParams:
 
     @property
     def enabled(self) -> bool:
-        shares = (self.low_res_share, self.thick_share, self.square_share)
+        shares = (self.low_res_share, self.thick_share, self.square_share, self.flag_share)
         return self.moves_pixels or any(share > 0 for share in shares)
 
 
@@ -104,6 +105,7 @@ NO_AUGMENT = AugmentParams(
     low_res_px=11,  # unused while low_res_share is 0
     thick_share=0,
     square_share=0,
+    flag_share=0,
 )
 
 
@@ -450,6 +452,9 @@ def _parse_augment(section: "_Section") -> AugmentParams:
         ),
         square_share=section.get(
             "square_share", float, check=lambda v: 0 <= v <= 1, expected="0 to 1"
+        ),
+        flag_share=section.get(
+            "flag_share", float, check=lambda v: 0 <= v <= 1, expected="0 to 1"
         ),
     )
 
