@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import DIGITS, TINY, tiny_digits, tiny_mnist_files, tiny_params
 
-from digits.bench import BUSY_SPREAD, TIMING_SPREAD, busy_signs, training_flops_per_epoch
+from digits.bench import SGEMM_SPREAD, TIMING_SPREAD, busy_signs, training_flops_per_epoch
 from digits.data import save_split, scale_pixels
 
 
@@ -25,15 +25,18 @@ def test_a_quiet_machine_shows_no_sign_of_being_busy():
 
 def test_busy_names_each_set_of_runs_that_spread_too_far():
     agreeing = [1.0, 1.0]
-    apart = [1.0, TIMING_SPREAD * 1.01]
-    assert busy_signs([100, 100 * BUSY_SPREAD * 1.01], agreeing, agreeing)[0].startswith(
-        "sgemm rounds 100-"
-    )
-    assert busy_signs([100, 100], apart, agreeing) == [
-        f"plain Keras' epochs 1-1.26 s, 1.26x apart (over {TIMING_SPREAD}x)"
+    assert busy_signs([100, 120], agreeing, agreeing) == [
+        f"sgemm rounds 100-120 GFLOP/s, 1.20x apart (over {SGEMM_SPREAD}x)"
     ]
-    signs = busy_signs([100, 100], agreeing, apart)
-    assert len(signs) == 1 and signs[0].startswith("the project's epochs")
+    assert busy_signs([100, 100], [1.0, 1.3], agreeing) == [
+        f"plain Keras' rounds 1-1.3 s/epoch, 1.30x apart (over {TIMING_SPREAD}x)"
+    ]
+    signs = busy_signs([100, 100], agreeing, [2.0, 2.6])
+    assert signs == [f"the project's rounds 2-2.6 s/epoch, 1.30x apart (over {TIMING_SPREAD}x)"]
+
+
+def test_a_spread_at_the_limit_is_not_busy():
+    assert busy_signs([100, 100 * SGEMM_SPREAD], [1.0, TIMING_SPREAD], [1.0, TIMING_SPREAD]) == []
 
 
 @pytest.mark.integration
@@ -62,5 +65,5 @@ def test_bench_runs_the_project_code_and_ends_with_its_json(tmp_path):
         assert measured["project_s_per_epoch"] > 0 and measured["baseline_s_per_epoch"] > 0
         assert len(measured["project_runs"]) == len(measured["sgemm_gflops_runs"]) == 1
         assert measured["sgemm_dtype"] == dtype
-        assert isinstance(measured["busy"], list)  # one round: nothing to disagree with
+        assert measured["busy_signs"] == []  # one round: nothing to disagree with
         assert f"GFLOP/s in {dtype}" in done.stdout

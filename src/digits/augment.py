@@ -1,6 +1,6 @@
-"""On-the-fly augmentation of training images: seeded random shifts, rotations, zoom, elastic
-distortion, low-resolution blur, broader strokes and square boxes, vectorised over a batch so
-that it costs little on 2 CPU cores."""
+"""On-the-fly augmentation of training images: seeded flags on 1s, random shifts, rotations,
+zoom, elastic distortion, low-resolution blur, broader strokes and square boxes, vectorised over
+a batch so that it costs little on 2 CPU cores."""
 
 import functools
 import math
@@ -18,7 +18,12 @@ CENTRE = ((IMAGE_SHAPE[0] - 1) / 2, (IMAGE_SHAPE[1] - 1) / 2)  # rotations and z
 # at 5 px and 6.1 against 1.2 at 8 px.
 MAX_SUMMED_SHIFT_PX = 4
 THICK_PEN = 2  # px: the window _thicken takes the brightest pixel of (3 broadens by 2 px)
-SQUARE_INK = 0.2  # brightness above which a pixel counts as ink for _square's box
+INK = 0.2  # brightness above which a pixel counts as ink (a digit's box, a 1's stem)
+# A flag runs down to the left from the top of a 1's stem at this angle below the horizontal
+# and this share of the digit's height long: the range of UCI's flagged 1s, by eye.
+FLAG_ANGLE_DEG = (15, 55)
+FLAG_LENGTH = (0.25, 0.5)
+FLAG_MAX_PEN = 4  # px: no broader than a marker's stroke at MNIST's size
 
 
 def distort_images(
@@ -123,11 +128,11 @@ def _square(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Te
     """Replace a random ``augment.square_share`` of float32 (b, 28, 28) images with copies
     stretched along the shorter side of the digit's box until the box is square, as scanners
     that fit each digit to a square (UCI's 8x8 digits, USPS's 16x16) leave them: a 1 becomes a
-    broad slanted bar. The box is where the ink is brighter than ``SQUARE_INK``; the stretched
+    broad slanted bar. The box is where the ink is brighter than ``INK``; the stretched
     side keeps its centre, moved only as far as keeps the box in the image."""
 
     def stretch(picked: tf.Tensor) -> tf.Tensor:
-        ink = picked > SQUARE_INK
+        ink = picked > INK
         rows = _extent(tf.reduce_any(ink, axis=2))
         columns = _extent(tf.reduce_any(ink, axis=1))
         side = tf.maximum(rows[1] - rows[0], columns[1] - columns[0])
@@ -141,12 +146,9 @@ def _square(images: tf.Tensor, seed: tf.Tensor, augment: AugmentParams) -> tf.Te
     return _replace_share(images, seed, augment.square_share, stretch)
 
 
-FLAG_ANGLE_DEG = (15, 55)  # a flag runs down to the left at this angle below the horizontal
-FLAG_LENGTH = (0.25, 0.5)  # and is this share of the digit's height long
-MAX_PEN = 4  # px: the widest pen a flag is drawn with
-
-
-def _flag_ones(images: tf.Tensor, digits: tf.Tensor, seed: tf.Tensor, augment) -> tf.Tensor:
+def _flag_ones(
+    images: tf.Tensor, digits: tf.Tensor, seed: tf.Tensor, augment: AugmentParams
+) -> tf.Tensor:
     """Replace a random ``augment.flag_share`` of the 1s among float32 (b, 28, 28) ``images``
     (``digits``: their classes, (b,)) with copies that have a flag from the top of the stem
     down to the left, as 1s are written in much of Europe (and by UCI's writers, whose flagged
@@ -159,12 +161,12 @@ def _flag_ones(images: tf.Tensor, digits: tf.Tensor, seed: tf.Tensor, augment) -
     angle = tf.random.stateless_uniform(
         [count], angle_seed, *(math.radians(a) for a in FLAG_ANGLE_DEG)
     )
-    ink = ones > SQUARE_INK
+    ink = ones > INK
     top, bottom = _extent(tf.reduce_any(ink, axis=2))
     height = tf.maximum(bottom - top, 1.0)
     length = height * tf.random.stateless_uniform([count], length_seed, *FLAG_LENGTH)
     pen = tf.clip_by_value(
-        tf.reduce_sum(tf.cast(ink, tf.float32), axis=[1, 2]) / height, 1, MAX_PEN
+        tf.reduce_sum(tf.cast(ink, tf.float32), axis=[1, 2]) / height, 1, FLAG_MAX_PEN
     )
     row = top + pen / 2  # the flag starts in the middle of the stem's end
     stem_end = tf.cast(tf.minimum(row, IMAGE_SHAPE[0] - 1), tf.int32)
@@ -179,7 +181,8 @@ def _flag_ones(images: tf.Tensor, digits: tf.Tensor, seed: tf.Tensor, augment) -
 
 def _stroke(start, end, pen: tf.Tensor) -> tf.Tensor:
     """(k, 28, 28): straight anti-aliased strokes from ``start`` to ``end`` ((row, column) of
-    (k,) each), ``pen`` (k,) px wide: 1 within half the pen of the segment, 0 a pixel beyond."""
+    (k,) each), ``pen`` (k,) px wide: 1 up to half a pixel inside the pen's edge, 0 from half a
+    pixel beyond it."""
     rows, columns = np.indices(IMAGE_SHAPE, dtype=np.float32)
     (row0, column0), (row1, column1) = (
         tuple(value[:, None, None] for value in point) for point in (start, end)

@@ -21,11 +21,11 @@ order and the medians are reported, since the CPU may be shared.
 The hardware limit is the network's training FLOPs per epoch (about 6 x the multiply-adds of one
 forward pass, per image) divided by this machine's matrix-multiply rate in the type the network
 multiplies in (float32, or bfloat16 for ``train.precision: mixed_bfloat16``), measured beside
-every round. When those measurements disagree by more than ``BUSY_SPREAD``, or either side's
-epoch times by more than ``TIMING_SPREAD`` (a machine slow all along keeps its sgemm rounds
+every round. When those measurements disagree by more than ``SGEMM_SPREAD``, or either side's
+rounds' s/epoch by more than ``TIMING_SPREAD`` (a machine slow all along keeps its sgemm rounds
 alike but not its training runs), the machine was too busy to trust the figures, and the output
 says which disagreed. The last line is one JSON object:
-``{"seed": {"ratio": ..., "ratio_to_limit": ..., "busy": [...]}, "default": ..., "busy": false}``.
+``{"seed": {"ratio_to_limit": ..., "busy_signs": [], ...}, "default": {...}, "busy": false}``.
 """
 
 import argparse
@@ -68,8 +68,8 @@ NETWORK_ONLY = {
 # faster of the two counts. Not powers of two: on an AMD EPYC (Zen 3) 2048 ran at 134 GFLOP/s
 # against 174-180 for these, as if the machine were a quarter slower.
 SGEMM_SIZES = (2304, 3000)
-BUSY_SPREAD = 1.15  # fastest / slowest sgemm round beyond this: something else used the CPU
-# Slowest / fastest epoch time of one side beyond this, likewise. Quiet runs spread up to 1.08
+SGEMM_SPREAD = 1.15  # fastest / slowest sgemm round beyond this: something else used the CPU
+# Slowest / fastest round's s/epoch of one side beyond this, likewise. Quiet runs spread up to 1.08
 # (the default) and 1.20 (the seed's short epochs); 1.32-1.59 when the machine was busy.
 TIMING_SPREAD = 1.25
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> None:
         results[name] = measure(params, train, validation, args.repeats)
         print_row(name, params, results[name])
     reasons = [
-        f"{name}: {reason}" for name, result in results.items() for reason in result["busy"]
+        f"{name}: {reason}" for name, result in results.items() for reason in result["busy_signs"]
     ]
     if reasons:
         print(f"the machine was busy ({'; '.join(reasons)}): rerun")
@@ -169,7 +169,7 @@ def measure(params: TrainParams, train, validation, repeats: int) -> dict:
         "sgemm_gflops": round(gflops, 1),
         "sgemm_dtype": multiply_dtype(params),
         "sgemm_gflops_runs": [round(rate) for rate in rates],
-        "busy": busy_signs(rates, times["baseline"], times["project"]),
+        "busy_signs": busy_signs(rates, times["baseline"], times["project"]),
     }
 
 
@@ -178,9 +178,9 @@ def busy_signs(rates: list[float], baseline: list[float], project: list[float]) 
     (sgemm GFLOP/s, plain Keras' and the project's s/epoch) that spread too far, with its range."""
     signs = []
     for what, runs, unit, limit in (
-        ("sgemm rounds", rates, "GFLOP/s", BUSY_SPREAD),
-        ("plain Keras' epochs", baseline, "s", TIMING_SPREAD),
-        ("the project's epochs", project, "s", TIMING_SPREAD),
+        ("sgemm rounds", rates, "GFLOP/s", SGEMM_SPREAD),
+        ("plain Keras' rounds", baseline, "s/epoch", TIMING_SPREAD),
+        ("the project's rounds", project, "s/epoch", TIMING_SPREAD),
     ):
         spread = max(runs) / min(runs)
         if spread > limit:

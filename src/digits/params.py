@@ -84,7 +84,7 @@ class AugmentParams:
     low_res_px: int  # ... shrunk to this many pixels a side and enlarged back
     thick_share: float  # this fraction, drawn anew, written with a pen about a pixel broader
     square_share: float  # this fraction, drawn anew, stretched to a square box
-    flag_share: float  # this fraction of the 1s, drawn anew, given a flag (and some a foot)
+    flag_share: float  # this fraction of the 1s, drawn anew, given a flag
 
     @property
     def moves_pixels(self) -> bool:
