@@ -153,30 +153,31 @@ def _flag_ones(
     (``digits``: their classes, (b,)) with copies that have a flag from the top of the stem
     down to the left, as 1s are written in much of Europe (and by UCI's writers, whose flagged
     1s an MNIST model reads as 4s). The pen is as wide as the stem: its ink over its height."""
-    draw = tf.random.stateless_uniform([tf.shape(images)[0]], seed)
-    chosen = tf.where((draw < augment.flag_share) & (tf.cast(digits, tf.int32) == 1))
-    ones = tf.gather_nd(images, chosen)
-    count = tf.shape(ones)[0]
     angle_seed, length_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    angle = tf.random.stateless_uniform(
-        [count], angle_seed, *(math.radians(a) for a in FLAG_ANGLE_DEG)
-    )
-    ink = ones > INK
-    top, bottom = _extent(tf.reduce_any(ink, axis=2))
-    height = tf.maximum(bottom - top, 1.0)
-    length = height * tf.random.stateless_uniform([count], length_seed, *FLAG_LENGTH)
-    pen = tf.clip_by_value(
-        tf.reduce_sum(tf.cast(ink, tf.float32), axis=[1, 2]) / height, 1, FLAG_MAX_PEN
-    )
-    row = top + pen / 2  # the flag starts in the middle of the stem's end
-    stem_end = tf.cast(tf.minimum(row, IMAGE_SHAPE[0] - 1), tf.int32)
-    inked = tf.cast(tf.gather(ink, stem_end, axis=1, batch_dims=1), tf.float32)
-    column = tf.reduce_sum(inked * tf.range(IMAGE_SHAPE[1], dtype=tf.float32), axis=1) / (
-        tf.maximum(tf.reduce_sum(inked, axis=1), 1.0)
-    )
-    end = (row + length * tf.sin(angle), column - length * tf.cos(angle))
-    flagged = tf.maximum(ones, _stroke((row, column), end, pen))
-    return tf.tensor_scatter_nd_update(images, chosen, flagged)
+
+    def flag(ones: tf.Tensor) -> tf.Tensor:
+        count = tf.shape(ones)[0]
+        angle = tf.random.stateless_uniform(
+            [count], angle_seed, *(math.radians(a) for a in FLAG_ANGLE_DEG)
+        )
+        ink = ones > INK
+        top, bottom = _extent(tf.reduce_any(ink, axis=2))
+        height = tf.maximum(bottom - top, 1.0)
+        length = height * tf.random.stateless_uniform([count], length_seed, *FLAG_LENGTH)
+        pen = tf.clip_by_value(
+            tf.reduce_sum(tf.cast(ink, tf.float32), axis=[1, 2]) / height, 1, FLAG_MAX_PEN
+        )
+        row = top + pen / 2  # the flag starts in the middle of the stem's end
+        stem_end = tf.cast(tf.minimum(row, IMAGE_SHAPE[0] - 1), tf.int32)
+        inked = tf.cast(tf.gather(ink, stem_end, axis=1, batch_dims=1), tf.float32)
+        column = tf.reduce_sum(inked * tf.range(IMAGE_SHAPE[1], dtype=tf.float32), axis=1) / (
+            tf.maximum(tf.reduce_sum(inked, axis=1), 1.0)
+        )
+        end = (row + length * tf.sin(angle), column - length * tf.cos(angle))
+        return tf.maximum(ones, _stroke((row, column), end, pen))
+
+    is_one = tf.cast(digits, tf.int32) == 1
+    return _replace_share(images, seed, augment.flag_share, flag, among=is_one)
 
 
 def _stroke(start, end, pen: tf.Tensor) -> tf.Tensor:
@@ -221,12 +222,15 @@ def _stretch_tents(start: tf.Tensor, end: tf.Tensor, side: tf.Tensor) -> tf.Tens
     return tf.nn.relu(1 - tf.abs(tf.range(size, dtype=tf.float32)[None, None, :] - source))
 
 
-def _replace_share(images: tf.Tensor, seed: tf.Tensor, share: float, change) -> tf.Tensor:
-    """float32 (b, 28, 28) ``images`` with a random ``share`` of them, drawn from ``seed``,
-    replaced by ``change`` of them (a function of the chosen (k, 28, 28)); only those are
-    computed."""
+def _replace_share(
+    images: tf.Tensor, seed: tf.Tensor, share: float, change, among: tf.Tensor | None = None
+) -> tf.Tensor:
+    """float32 (b, 28, 28) ``images`` with a random ``share`` of them (of those where bool (b,)
+    ``among`` is True, if given), drawn from ``seed``, replaced by ``change`` of them (a function
+    of the chosen (k, 28, 28)); only those are computed."""
     draw = tf.random.stateless_uniform([tf.shape(images)[0]], seed)
-    chosen = tf.where(draw < share)  # (k, 1) indices
+    picked = draw < share if among is None else (draw < share) & among
+    chosen = tf.where(picked)  # (k, 1) indices
     return tf.tensor_scatter_nd_update(images, chosen, change(tf.gather_nd(images, chosen)))
 
 
