@@ -33,6 +33,7 @@ from PIL import Image, ImageFilter
 
 from digits import renderings
 from digits.data import load_split, scale_pixels
+from digits.errors import DigitsError
 from digits.images import ImageError, load_grayscale, mnist_frame
 from digits.paths import MODEL, PREPARED, in_project
 from digits.stage import quiet_tensorflow, run_tool
@@ -242,6 +243,8 @@ def uci_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarr
 def mnist_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
     """(style, renderers, labels) per MNIST style: each renderer writes one picture to a path."""
     images, labels = load_split(args.data_dir or in_project(PREPARED, "--data-dir"), args.split)
+    if args.count > len(images):
+        raise DigitsError(f"--count {args.count}: the {args.split} split has {len(images)} digits")
     chosen = np.random.default_rng(args.seed).choice(len(images), size=args.count, replace=False)
     digits = (images[chosen] * 255).round().astype(np.uint8)
     for name, render in STYLES.items():
@@ -278,10 +281,16 @@ def predicted_digits(model, renderers: list, directory: Path) -> tuple[np.ndarra
     return model.predict(scale_pixels(np.stack(frames)), verbose=0).argmax(axis=1), failures
 
 
+def positive_int(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and int(text) > 0):
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text!r}")
+    return int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", choices=("mnist", "elsewhere", "uci"), default="mnist")
-    parser.add_argument("--count", type=int, default=300, help="digits per style")
+    parser.add_argument("--count", type=positive_int, default=300, help="digits per style")
     parser.add_argument(
         "--split",
         choices=("test", "validation"),
@@ -314,7 +323,9 @@ def main() -> None:
         right, total = right + int(np.sum(predicted == labels)), total + len(labels)
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(labels)
         print(f"{name:32s} {accuracy:7.2%}  ({failures} unreadable, {elapsed_ms:5.1f} ms/image)")
-    print(f"{'overall':32s} {right / max(total, 1):7.2%}")
+    if total == 0:
+        raise DigitsError(f"--style {args.style!r}: no {args.source} style's name contains it")
+    print(f"{'overall':32s} {right / total:7.2%}")
 
 
 if __name__ == "__main__":

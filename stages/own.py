@@ -10,12 +10,11 @@ commit; without them the arrays are empty and training and evaluation are exactl
 without this stage.
 """
 
-import json
 import logging
 
 from digits.data import save_split, scale_pixels
 from digits.files import atomic_paths, read_input_bytes
-from digits.own import read_tracked_pictures
+from digits.own import parse_version, read_tracked_pictures
 from digits.params import load_params
 from digits.stage import run_stage, stage_arguments
 
@@ -26,7 +25,7 @@ def main() -> None:
     args = stage_arguments(__doc__, "--own-dir", "--version", "--out-dir")
 
     params = load_params(args.params).own
-    version = json.loads(read_input_bytes(args.version, "own_version"))
+    version = parse_version(read_input_bytes(args.version, "own_version"), args.version)
     splits = read_tracked_pictures(args.own_dir, version, params)
     with atomic_paths(args.out_dir) as (out_tmp,):
         out_tmp.mkdir()

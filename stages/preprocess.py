@@ -37,7 +37,7 @@ def main() -> None:
     test_images, test_labels = read_mnist(args.raw_dir, all_params.download, "test")
 
     train_index, validation_index = split_train_validation(
-        len(train_images), params.validation_fraction, params.seed
+        len(train_images), params.validation_fraction, params.seed, str(args.params)
     )
     splits = {
         "train": (train_images[train_index], train_labels[train_index]),

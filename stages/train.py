@@ -33,13 +33,13 @@ def main() -> None:
 
     check_model_path(args.model)  # not after minutes of training (or of waiting for peers)
     check_output_files(args.model, args.history)
-    cluster = join_cluster(params)  # alone unless TF_CONFIG is set
-    params = cluster.params
     own_train = load_split(args.own_dir, "train", stage="own", may_be_empty=True)
     mnist_train = load_split(args.data_dir, "train")
+    validation = load_split(args.data_dir, "validation")
+    cluster = join_cluster(params)  # alone unless TF_CONFIG is set
+    params = cluster.params
     n_own = own_count(len(mnist_train[0]), len(own_train[0]), params.own_share, params.batch_size)
     train = mix_in(mnist_train, own_train, n_own)
-    validation = load_split(args.data_dir, "validation")
 
     import keras
 

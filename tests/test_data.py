@@ -34,6 +34,8 @@ def test_split_refuses_an_empty_side_with_the_fractions_that_work():
     )
     with pytest.raises(ParamsError, match="0.999999 of 60000 images leaves no training images"):
         split_train_validation(60_000, 0.999999, seed=0)
+    with pytest.raises(ParamsError, match=r"^other\.yaml: preprocess\.validation_fraction: "):
+        split_train_validation(5, 0.01, seed=0, source="other.yaml")  # the stage's --params
 
 
 def test_save_then_load_round_trips(tmp_path):

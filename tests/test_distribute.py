@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
@@ -23,6 +24,7 @@ from conftest import (
     write_mirror,
 )
 
+from digits.data import save_split
 from digits.distribute import (
     DistributeError,
     Worker,
@@ -258,15 +260,41 @@ def test_a_worker_waiting_for_its_peer_stops_on_sigterm(tmp_path):
     env = dict(os.environ, TF_CONFIG=tf_config(cluster, "worker", 0))
     params = tmp_path / "params.yaml"
     params.write_text((PROJECT_ROOT / "params.yaml").read_text())
+    images = np.random.default_rng(0).random((4, 28, 28), dtype=np.float32)
+    labels = np.arange(4, dtype=np.uint8)
+    for split in ("train", "validation"):
+        save_split(tmp_path / "data", split, images, labels)
+    save_split(tmp_path / "own", "train", images[:0], labels[:0])
     process = subprocess.Popen(
-        [sys.executable, str(TRAIN_SCRIPT), "--params", str(params), "--data-dir", "absent",
-         "--own-dir", "absent", "--model", "m.keras", "--history", "h.csv", "--live-dir", "live"],
+        [sys.executable, str(TRAIN_SCRIPT), "--params", str(params), "--data-dir", "data",
+         "--own-dir", "own", "--model", "m.keras", "--history", "h.csv", "--live-dir", "live"],
         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     wait_until_listening(ports[0], process)  # it listens on its own port while it waits
     process.terminate()
     _, err = process.communicate(timeout=30)
     assert process.returncode == 130 and "interrupted" in err
+
+
+@pytest.mark.integration
+def test_a_worker_without_its_data_fails_before_waiting_for_its_peer(tmp_path):
+    """Not after the others have come up and moved on to TensorFlow's set-up, which cannot be
+    interrupted."""
+    ports = free_ports(2)
+    env = dict(
+        os.environ, TF_CONFIG=tf_config({"worker": [f"127.0.0.1:{p}" for p in ports]}, "worker", 0)
+    )
+    params = tmp_path / "params.yaml"
+    params.write_text((PROJECT_ROOT / "params.yaml").read_text())
+    result = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), "--params", str(params), "--data-dir", "absent",
+         "--own-dir", "absent", "--model", "m.keras", "--history", "h.csv", "--live-dir", "live"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: absent/x_train.npy: missing; it is written by the own stage: run `dvc repro own`"
+    )
 
 
 def wait_until_listening(port: int, process: subprocess.Popen, limit_s: float = 120) -> None:

@@ -725,6 +725,17 @@ def test_a_float_tiff_reads_as_its_grey_levels_whether_0_to_1_or_0_to_255(tmp_pa
     assert np.array_equal(load_grayscale(tmp_path / "float.tif"), gray)
 
 
+@pytest.mark.parametrize("scale", [1, 257])
+def test_a_32_bit_integer_tiff_reads_as_its_grey_levels_whether_0_to_255_or_16_bit(
+    tmp_path, scale
+):
+    gray = soft_seven()
+    Image.fromarray(gray.astype(np.int32) * scale).save(tmp_path / "int32.tif")  # mode I
+
+    assert Image.open(tmp_path / "int32.tif").mode == "I"
+    assert np.array_equal(load_grayscale(tmp_path / "int32.tif"), gray)
+
+
 def test_a_float_tiff_with_rounding_above_1_and_missing_pixels_reads_as_paper_there(tmp_path):
     gray = soft_seven()
     pixels = gray.astype(np.float32) / 255

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 
@@ -31,7 +32,9 @@ from digits.images import ImageError, picture_frame
 from digits.own import (
     NAME_HASH_CHARS,
     OwnPictureError,
+    directory_md5,
     file_picture,
+    parse_version,
     pictures_version,
     read_own_pictures,
     read_tracked_pictures,
@@ -295,16 +298,39 @@ def test_only_pictures_dvc_tracks_are_used(tmp_path, caplog):
     assert [len(splits[split][0]) for split in ("train", "test")] == [0, 0]
     assert splits["train"][0].shape == (0, 28, 28) and splits["train"][1].dtype == np.uint8
 
-    (tmp_path / "own.dvc").write_text(
-        "outs:\n- md5: 6c4e8a14186adbb6d4471b1d70b2ced6.dir\n  nfiles: 10\n  path: own\n"
-    )
+    md5, nfiles = directory_md5(own)  # what `dvc add` records (the integration test checks)
+    assert md5.endswith(".dir") and nfiles == 10
+    (tmp_path / "own.dvc").write_text(f"outs:\n- md5: {md5}\n  nfiles: 10\n  path: own\n")
     version = pictures_version(own)
-    assert version == untracked | {"md5": "6c4e8a14186adbb6d4471b1d70b2ced6.dir", "nfiles": 10}
+    assert version == untracked | {"md5": md5, "nfiles": 10}
     tracked = read_tracked_pictures(own, version, STOP)
     assert len(tracked["train"][0]) + len(tracked["test"][0]) == 10
+
+    # Pictures changed since `dvc add` are not trained on: no commit could bring them back.
+    extra = file_picture(drawn_digit(7, variant=1), 7, own)
+    assert directory_md5(own) != (md5, 10)
+    changed = f"{own}: not what {own}.dvc records (10 files, md5 {md5}; here 11 files, md5 "
+    with pytest.raises(OwnPictureError, match=re.escape(changed)):
+        read_tracked_pictures(own, version, STOP)
+    extra.unlink()
+    assert directory_md5(own) == (md5, 10)
     shutil.rmtree(own)
     with pytest.raises(OwnPictureError, match=f"{own}: missing, though {own}.dvc tracks it"):
         read_tracked_pictures(own, version, STOP)
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"not json", b"[]", b"{}", b'{"md5": "x"}', b'{"dvc_file": "d", "md5": 1}']
+)
+def test_a_version_file_the_own_version_stage_did_not_write_is_named(data):
+    message = "data/own_version.json: not what the own_version stage writes"
+    with pytest.raises(OwnPictureError, match=message):
+        parse_version(data, Path("data/own_version.json"))
+
+
+def test_the_version_file_the_own_version_stage_writes_is_read_back():
+    version = {"dvc_file": "data/own.dvc", "md5": None, "nfiles": None}
+    assert parse_version(json.dumps(version).encode(), "v.json") == version
 
 
 @pytest.mark.parametrize("text", ["", "outs: []\n", "outs:\n- path: other\n  md5: x\n", "[1]\n"])
@@ -391,6 +417,8 @@ def test_added_pictures_are_trained_on_measured_diffed_and_undone(tiny_project):
     assert 0 < n_test < len(filed)
 
     dvc(project, "add", "data/own", env=env)
+    recorded = yaml.safe_load((project / "data/own.dvc").read_text())["outs"][0]
+    assert directory_md5(project / "data/own") == (recorded["md5"], recorded["nfiles"])
     ran = stages_run(dvc(project, "repro", env=env).stdout)
     assert ran == [*ALWAYS_RUN, "own", "train", "evaluate"]
     metrics = json.loads((project / "metrics/metrics.json").read_text())
@@ -405,6 +433,21 @@ def test_added_pictures_are_trained_on_measured_diffed_and_undone(tiny_project):
     assert {str(path.relative_to(project)) for path in filed} <= names
     changes = json.loads(dvc(project, "metrics", "diff", "--json", "HEAD~1", env=env).stdout)
     assert "own_test.count" in changes["metrics/metrics.json"]
+
+    # A picture filed after `dvc add` stops the own stage when it next runs (then, as after any
+    # failed repro, `dvc checkout --force` puts the outputs back).
+    before_extra = tracked_outputs(project)
+    extra = file_picture(drawn_digit(7, variant=3), 7, project / "data/own")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["own"]["test_fraction"] = 0.5
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = dvc(project, "repro", env=env, check=False)
+    assert result.returncode != 0
+    assert "error: data/own: not what data/own.dvc records (20 files" in result.stderr
+    extra.unlink()
+    git(project, "checkout", "-q", "--", "params.yaml")
+    dvc(project, "checkout", "--force", env=env)  # as README says after a failed repro
+    assert tracked_outputs(project) == before_extra
 
     git(project, "checkout", "-q", "HEAD~1")
     dvc(project, "checkout", env=env)

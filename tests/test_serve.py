@@ -190,6 +190,16 @@ def test_locked_md5_of_a_missing_lock_or_output_is_none(tmp_path):
     assert locked_md5(tmp_path / "dvc.lock", Path("data/model.keras")) is None
 
 
+def test_a_damaged_lock_or_metrics_file_is_named_not_a_traceback(tmp_path, model_path):
+    project = fake_project(tmp_path, model_path)
+    (project / "metrics/metrics.json").write_text('<<<<<<< HEAD\n{"accuracy": 0.98}\n')
+    with pytest.raises(DigitsError, match=r"metrics\.json: not the evaluate stage's JSON"):
+        describe_model(model_path, project)
+    (project / "dvc.lock").write_text("schema: '2.0'\nstages:\n- train\n")
+    with pytest.raises(DigitsError, match=r"dvc\.lock: not what DVC writes"):
+        locked_md5(project / "dvc.lock", Path("data/model.keras"))
+
+
 def test_git_state_names_this_checkouts_commit():
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True
@@ -249,7 +259,7 @@ def test_percentile_is_a_value_that_occurred():
 def server(site, monkeypatch):
     """A server for ``site`` on a free loopback port, in a thread; its (host, port)."""
     monkeypatch.setattr(serve, "REQUEST_SECONDS", 1.0)
-    monkeypatch.setattr(serve.Handler, "timeout", 1.0)
+    monkeypatch.setattr(serve.Handler, "timeout", 2.0)
     monkeypatch.setattr(serve, "MAX_CONNECTIONS", 3)
     running = serve.make_server(site, "127.0.0.1", 0)
     thread = threading.Thread(target=running.serve_forever, daemon=True)
@@ -296,8 +306,11 @@ def test_limits_are_answered_with_json_and_the_server_keeps_serving(server):
     )
     assert status == 411 and "Content-Length" in answer["error"]
 
-    raw = raw_exchange(server, b"POST /api/predict HTTP/1.0\r\nContent-Length: ten\r\n\r\n")
-    assert status_and_json(raw)[0] == 400
+    for length in (b"ten", b"\xb2"):  # "²" to Python, a digit to str.isdigit
+        raw = raw_exchange(
+            server, b"POST /api/predict HTTP/1.0\r\nContent-Length: %s\r\n\r\n" % length
+        )
+        assert status_and_json(raw)[0] == 400
 
     status, answer, head = status_and_json(raw_exchange(server, b"BREW / HTTP/1.0\r\n\r\n"))
     assert status == 405 and "Allow: GET, HEAD" in head
@@ -312,6 +325,25 @@ def test_limits_are_answered_with_json_and_the_server_keeps_serving(server):
 
     status, body, headers = request(server, "GET", "/")
     assert status == 200 and headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.integration
+def test_a_body_over_the_limit_sent_whole_before_reading_gets_its_413(server, monkeypatch):
+    """As urllib and most scripts send: the whole body, then read. Unread, it would reset the
+    connection before the answer arrived."""
+    monkeypatch.setattr(serve, "MAX_BODY_BYTES", 100_000)
+    body = b"x" * 3_000_000
+    head = b"POST /api/predict HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(body)
+    status, answer, _ = status_and_json(raw_exchange(server, head + body))
+    assert status == 413 and "over 100,000" in answer["error"]
+
+
+@pytest.mark.integration
+def test_headers_cut_off_at_the_deadline_get_408(server):
+    with socket.create_connection(server, timeout=10) as connection:
+        connection.sendall(b"POST /api/predict HTTP/1.0\r\nContent-Le")
+        answer = connection.recv(65536)
+    assert answer.startswith(b"HTTP/1.0 408")
 
 
 @pytest.mark.integration

@@ -28,11 +28,11 @@ def scale_pixels(images: np.ndarray) -> np.ndarray:
 
 
 def split_train_validation(
-    n_examples: int, validation_fraction: float, seed: int
+    n_examples: int, validation_fraction: float, seed: int, source: str = "params.yaml"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (train_indices, validation_indices): a seeded random partition of range(n);
-    raise ``ParamsError`` if either would be empty."""
-    n_validation = validation_count(n_examples, validation_fraction)
+    raise ``ParamsError`` naming ``source`` (the params file) if either would be empty."""
+    n_validation = validation_count(n_examples, validation_fraction, source)
     order = np.random.default_rng(seed).permutation(n_examples)
     return np.sort(order[n_validation:]), np.sort(order[:n_validation])
 
@@ -68,7 +68,7 @@ def own_count(n_train: int, n_own: int, share: float, batch_size: int) -> int:
     """How many own images an epoch mixes into ``n_train`` MNIST images: whole copies of the
     ``n_own`` pictures making about ``share`` x ``n_train`` (at least one when ``share`` > 0),
     then as many more as fill the epoch's last batch, since a smaller last batch makes XLA
-    compile the training step a second time. None when ``share`` is 0 or there are no own
+    compile the training step a second time. 0 when ``share`` is 0 or there are no own
     pictures. A share rather than a count, so that a handful of pictures gets heard and
     thousands do not drown MNIST."""
     if share == 0 or n_own == 0:

@@ -6,8 +6,8 @@ machine (each in its own shell, from the project root):
 
     TF_CONFIG='{"cluster": {"worker": ["127.0.0.1:12345", "127.0.0.1:12346"]},
                 "task": {"type": "worker", "index": 0}}' \\
-        python stages/train.py --data-dir data/prepared --model data/model.keras \\
-        --history plots/training.csv --live-dir dvclive
+        python stages/train.py --data-dir data/prepared --own-dir data/own_prepared \\
+        --model data/model.keras --history plots/training.csv --live-dir dvclive
     # ... and the same with "index": 1
 
 ``train.batch_size`` stays the *global* batch: each step takes one seeded batch of that size,

@@ -191,7 +191,9 @@ def _to_grayscale(image: Image.Image) -> np.ndarray:
         return np.clip(raw * scale, 0, 255).round().astype(np.uint8)
     if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit scans: keep the top 8 bits' worth
         raw = np.asarray(image, dtype=np.float64)
-        gray = np.clip(raw / 257, 0, 255).round().astype(np.uint8)
+        # "I" holds 32-bit integers (16-bit files open as I;16): 0-255 if their writer used that
+        eight_bit = image.mode == "I" and raw.size and 0 <= raw.min() and raw.max() <= 255
+        gray = np.clip(raw / (1 if eight_bit else 257), 0, 255).round().astype(np.uint8)
         if "transparency" not in image.info:
             return gray
         alpha = np.where(raw == image.info["transparency"], 0, 255).astype(np.uint8)

@@ -12,6 +12,7 @@ it, and splits it into own-train and own-test by a hash of its bytes.
 import argparse
 import hashlib
 import io
+import json
 import logging
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import DigitsError
-from digits.files import atomic_path
+from digits.files import atomic_path, rerun_hint
 from digits.images import (
     ImageError,
     decode_grayscale,
@@ -30,7 +31,7 @@ from digits.images import (
 )
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
 from digits.params import OwnParams
-from digits.paths import OWN, in_project
+from digits.paths import OWN, in_project, project_root
 from digits.stage import describe_os_error
 from digits.yamlfile import load_yaml
 
@@ -175,23 +176,69 @@ def pictures_version(own_dir: Path) -> dict:
     return version | {"md5": out["md5"], "nfiles": out.get("nfiles")}
 
 
+def parse_version(data: bytes, source: str) -> dict:
+    """The version ``pictures_version`` found, from the JSON the own_version stage wrote;
+    ``OwnPictureError`` naming ``source`` if it is anything else."""
+    try:
+        version = json.loads(data)
+    except ValueError:
+        version = None
+    if not (
+        isinstance(version, dict)
+        and isinstance(version.get("dvc_file"), str)
+        and (version.get("md5") is None or isinstance(version.get("md5"), str))
+        and "nfiles" in version
+    ):
+        raise OwnPictureError(
+            f"{printable_path(source)}: not what the own_version stage writes (JSON with "
+            f"dvc_file, md5 and nfiles); {rerun_hint('own_version')}"
+        )
+    return version
+
+
 def read_tracked_pictures(
     own_dir: Path, version: dict, params: OwnParams
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``read_own_pictures`` when ``version`` (from ``pictures_version``) says DVC tracks
     ``own_dir``; otherwise no pictures, arrays of length 0. ``OwnPictureError`` if it is
-    tracked but not there (a clone that has not pulled it)."""
+    tracked but not there (a clone that has not pulled it), or not as DVC tracks it (pictures
+    added, changed or removed since `dvc add`): a model trains only on pictures that a commit
+    can bring back."""
     own_dir = Path(own_dir)
     if version["md5"] is None:
         empty = (np.zeros((0, *IMAGE_SHAPE), np.uint8), np.zeros(0, np.uint8))
         return dict.fromkeys(SPLITS, empty)
+    name = printable_path(own_dir)
     if not own_dir.is_dir():
-        name = printable_path(own_dir)
         raise OwnPictureError(
             f"{name}: missing, though {version['dvc_file']} tracks it: `dvc pull {name}` "
             "or `dvc checkout`"
         )
+    md5, nfiles = directory_md5(own_dir)
+    if md5 != version["md5"]:
+        raise OwnPictureError(
+            f"{name}: not what {version['dvc_file']} records ({version['nfiles']} files, md5 "
+            f"{version['md5']}; here {nfiles} files, md5 {md5}): `dvc add {name}` to train "
+            f"with it as it is, or `dvc checkout {version['dvc_file']}` to go back"
+        )
     return read_own_pictures(own_dir, params)
+
+
+def directory_md5(directory: Path) -> tuple[str, int]:
+    """The md5 that `dvc add` records for ``directory`` (DVC's own tree hash, with the
+    project's .dvcignore files applied) and how many files it holds."""
+    from dvc.ignore import DvcIgnoreFilter
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs import LocalFileSystem, MemoryFileSystem
+
+    files = LocalFileSystem()
+    ignore = DvcIgnoreFilter(files, str(project_root(Path(directory))))
+    unused = HashFileDB(MemoryFileSystem(), "memory://digits")  # a dry run stores nothing
+    _, meta, tree = build(
+        unused, str(Path(directory).resolve()), files, "md5", dry_run=True, ignore=ignore
+    )
+    return tree.hash_info.value, meta.nfiles
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

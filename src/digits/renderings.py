@@ -173,7 +173,8 @@ def clean(ink, rng):
 
 
 def blocky_scan(ink, rng):
-    """A low-resolution scan (10-16 px tall) enlarged with blocky (nearest) pixels."""
+    """A low-resolution scan (12-18 px tall, the digit 9-14 of them) enlarged with blocky
+    (nearest) pixels."""
     small = _resized(_with_margin(ink, 0.15), int(rng.integers(12, 19)), Image.Resampling.BOX)
     factor = int(rng.integers(6, 16))
     big = Image.fromarray(small).resize(

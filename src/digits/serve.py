@@ -57,6 +57,7 @@ log = logging.getLogger("serve")
 
 MAX_BODY_BYTES = 8_000_000  # a 12 MP phone photo as JPEG is 3-6 MB; a drawing is ~10 kB
 MAX_PICTURE_PIXELS = 12_600_000  # a 12 MP phone photo (4032x3024); 48 MP ones: resize first
+DISCARD_BYTES = 64_000_000  # an oversized body read and dropped, so that its 413 arrives
 REQUEST_SECONDS = 10.0  # a whole request must arrive in this; a slow client is cut off
 MAX_CONNECTIONS = 64  # at once; more are refused (503) rather than each holding a thread
 PROBABILITY_DIGITS = 6  # as `digits predict --json`
@@ -216,7 +217,15 @@ def describe_model(model_path: Path, project: Path) -> dict:
     md5 = md5_hex(model_path.read_bytes())
     locked = locked_md5(project / LOCK, MODEL)
     metrics_path = project / METRICS
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    metrics = None
+    if metrics_path.is_file():
+        try:
+            metrics = json.loads(metrics_path.read_bytes())
+        except ValueError as error:  # a merge conflict's markers, say
+            raise DigitsError(
+                f"{printable_path(metrics_path)}: not the evaluate stage's JSON ({error}): "
+                f"`git checkout -- {METRICS}` or `dvc repro evaluate`"
+            ) from None
     plot_dir = project / PLOT_IMAGES
     plots = sorted(p.name for p in plot_dir.glob("*.png")) if plot_dir.is_dir() else []
     return {
@@ -236,9 +245,16 @@ def locked_md5(lock: Path, output: Path) -> str | None:
     """The md5 that ``lock`` (dvc.lock) records for the stage output ``output``, if any."""
     if not lock.is_file():
         return None
-    for stage in (load_yaml(lock) or {}).get("stages", {}).values():
+    document = load_yaml(lock) or {}
+    stages = document.get("stages", {}) if isinstance(document, dict) else None
+    if not isinstance(stages, dict) or not all(isinstance(s, dict) for s in stages.values()):
+        raise DigitsError(
+            f"{printable_path(lock)}: not what DVC writes (stages: a mapping of stage names to "
+            f"their deps and outs): `git checkout -- {LOCK}` or `dvc repro`"
+        )
+    for stage in stages.values():
         for out in stage.get("outs", []):
-            if out.get("path") == str(output):
+            if isinstance(out, dict) and out.get("path") == str(output):
                 return out.get("md5")
     return None
 
@@ -267,7 +283,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     site: Site  # set on a subclass by make_server
     default_request_version = "HTTP/1.0"  # even an unreadable request gets a status line
-    timeout = REQUEST_SECONDS  # per read; the deadline in setup() bounds them all together
+    # per read, a backstop: the deadline in setup() bounds them all together, and must come
+    # first, or a read that times out closes the connection without an answer
+    timeout = 2 * REQUEST_SECONDS
 
     def version_string(self) -> str:
         return "digits"
@@ -308,7 +326,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         allowed = self.site.allowed_methods(path)
         shown = printable_path(path[:200])  # a request line may hold 64 kB of anything
-        if not allowed:
+        if self.timed_out:  # cut off in the headers, which then end early
+            response = error_response(
+                408, f"the request did not arrive within {REQUEST_SECONDS:.0f} s"
+            )
+        elif not allowed:
             response = error_response(404, f"{shown}: no such page or API")
         elif self.command not in allowed:
             response = error_response(
@@ -327,10 +349,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length_text = self.headers.get("Content-Length")
         if length_text is None:
             return error_response(411, "a Content-Length header is required")
-        if not length_text.strip().isdigit():
+        if not (length_text.strip().isascii() and length_text.strip().isdigit()):  # not "²"
             return error_response(400, f"Content-Length: not a number, got {length_text!r}")
         length = int(length_text)
         if length > MAX_BODY_BYTES:
+            self.discard(length)  # a client that sends all before it reads then gets the answer
             return error_response(413, f"the body is {length:,} bytes, over {MAX_BODY_BYTES:,}")
         body = self.rfile.read(length)
         if len(body) < length and self.timed_out:
@@ -342,6 +365,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except Exception as error:  # a bug: say so in the log, never as a traceback to the client
             log.exception("unexpected %s answering %s", type(error).__name__, self.path)
             return error_response(500, "internal error (see the server's log)")
+
+    def discard(self, length: int) -> None:
+        """Read and drop up to ``length`` bytes of body (the deadline still applies), at most
+        ``DISCARD_BYTES``: closing with the body unread resets the connection, and the client
+        would see that instead of the answer."""
+        left = min(length, DISCARD_BYTES)
+        try:
+            while left > 0 and (chunk := self.rfile.read(min(left, 65536))):
+                left -= len(chunk)
+        except OSError:
+            pass
 
     def send(self, response: Response) -> None:
         try:
