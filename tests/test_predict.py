@@ -124,6 +124,18 @@ def test_a_name_with_a_tab_or_newline_stays_one_line_of_three_fields(
     assert out.splitlines() == [f"{tmp_path}/{shown}\t3\t0.7500"]
 
 
+def test_a_name_that_is_not_utf8_is_escaped_in_json_as_in_text(model_path, tmp_path, capsys):
+    path = draw_seven(Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.png")))  # Latin-1
+
+    status, out, _ = run_predict(["--model", model_path, path, "--json"], capsys)
+    shown = json.loads(out)[0]["path"]
+    assert status == 0 and shown == f"{tmp_path}/caf\\udce9.png"
+    shown.encode("utf-8")  # no lone surrogate, which strict JSON parsers refuse
+
+    status, out, _ = run_predict(["--model", model_path, path], capsys)
+    assert out.split("\t")[0] == shown
+
+
 def test_a_bad_name_with_a_newline_is_one_error_line(model_path, seven, tmp_path, capsys):
     bad = tmp_path / "no\nimage.png"
     bad.write_text("shopping list")

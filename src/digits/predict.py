@@ -6,7 +6,8 @@ Prints PATH<TAB>DIGIT<TAB>CONFIDENCE per image (confidence: the probability, 0-1
 backslash, and any character that is not printable (tab, newline, other control characters,
 bytes that are not UTF-8), is escaped as Python writes it in a string: \\, \t, \n, \x1b,
 \udcff; so each image is one line of three fields. --json gives the name as it is, in JSON's
-own escaping. An image that cannot be read (missing, unreadable, or not a regular file: a FIFO
+own escaping, unless it holds bytes that are not UTF-8, which JSON cannot: then as the text
+output escapes it. An image that cannot be read (missing, unreadable, or not a regular file: a FIFO
 or device is refused without reading it) or holds no digit gets one `error:` line on stderr
 naming it the same way; the others are still classified, and the exit status is 1. Any size,
 polarity, RGB(A), transparency, PNG/JPEG/...: see src/digits/images.py.
@@ -68,7 +69,7 @@ def format_results(paths: list[Path], probabilities: np.ndarray, as_json: bool) 
         )
     results = [
         {
-            "path": str(path),
+            "path": _json_name(path),
             "digit": int(digit),
             "confidence": round(float(p[digit]), PROBABILITY_DIGITS),
             "probabilities": [round(float(x), PROBABILITY_DIGITS) for x in p],
@@ -76,6 +77,15 @@ def format_results(paths: list[Path], probabilities: np.ndarray, as_json: bool) 
         for path, digit, p in zip(paths, digits, probabilities, strict=True)
     ]
     return json.dumps(results, indent=2) + "\n"
+
+
+def _json_name(path: Path) -> str:
+    name = str(path)
+    try:
+        name.encode("utf-8")  # bytes that are not UTF-8 come from the OS as lone surrogates
+    except UnicodeEncodeError:
+        return printable_path(path)
+    return name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
