@@ -322,6 +322,46 @@ def constant_model(answer: int):
     return model
 
 
+BAND_WEIGHT = 0.2  # logit per unit of brightness in a digit's band of rows
+
+
+def band_model():
+    """A Keras model whose answer depends on every pixel of its input: the logit of digit k is
+    ``BAND_WEIGHT`` x the summed brightness of the rows r with 10 r // 28 == k."""
+    import keras
+
+    model = keras.Sequential(
+        [keras.Input(shape=(28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rows = np.repeat(np.arange(28), 28)  # each flattened pixel's row
+    kernel = np.zeros((28 * 28, 10), np.float32)
+    kernel[np.arange(28 * 28), rows * 10 // 28] = BAND_WEIGHT
+    model.set_weights([kernel, np.zeros(10, np.float32)])
+    return model
+
+
+def band_probabilities(frame: np.ndarray) -> np.ndarray:
+    """What ``band_model`` answers for uint8 (28, 28) ``frame``, worked out without Keras, from
+    the frame scaled to 0-1 as the pipeline scales it."""
+    row_sums = (frame.astype(np.float64) / 255).sum(axis=1)
+    logits = BAND_WEIGHT * np.bincount(np.arange(28) * 10 // 28, weights=row_sums, minlength=10)
+    exp = np.exp(logits - logits.max())
+    return exp / exp.sum()
+
+
+@pytest.fixture(scope="session")
+def band_model_path(tmp_path_factory) -> Path:
+    """``band_model()`` saved as training leaves a model."""
+    from digits.saving import save_model
+
+    model = band_model()
+    model.optimizer.build(model.trainable_variables)
+    path = tmp_path_factory.mktemp("model") / "bands.keras"
+    save_model(model, path)
+    return path
+
+
 def start_serve(*args: str, stderr=subprocess.PIPE) -> subprocess.Popen:
     """`digits serve ARGS`, from the project root, its output readable line by line."""
     return subprocess.Popen(

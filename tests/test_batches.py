@@ -6,8 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ALL_OPTIONS, TINY
+from conftest import ALL_OPTIONS, TINY, random_data
 
+from digits.augment import distort_images
 from digits.batches import chunk_sizes, steps_per_epoch, training_batches, validation_batches
 
 
@@ -112,3 +113,26 @@ def test_a_short_chunk_is_padded_with_zeros_that_are_not_steps():
     last = chunks[-1]
     assert int(last["steps"]) == 3 and last["images"].shape == (4, 10, 28, 28)
     assert not last["images"][3].numpy().any() and not last["labels"][3].numpy().any()
+
+
+@pytest.mark.parametrize(
+    "augment",
+    [dataclasses.replace(TINY.augment, shift_px=1), ALL_OPTIONS.augment],
+    ids=["shifts", "every-distortion"],
+)
+def test_each_batch_is_its_images_distorted_with_the_batchs_own_seed(augment):
+    """As the docstring says: the epoch's seed folded from the run's seed and the epoch, the
+    epoch's order shuffled from it, each batch distorted with the epoch's seed folded with the
+    batch's step; so no distortion can silently go missing from training."""
+    x, y = random_data(64, 3)
+    params = dataclasses.replace(TINY, augment=augment)
+    fold_in = tf.random.experimental.stateless_fold_in  # counts as int64: int32 folds otherwise
+    epoch_seed = fold_in(tf.constant([TINY.seed, 0], tf.int64), tf.constant(0, tf.int64))
+    order = tf.random.experimental.stateless_shuffle(tf.range(64), epoch_seed)
+    for step, (images, _) in enumerate(training_batches(x, y, params)):
+        indices = order[step * TINY.batch_size : (step + 1) * TINY.batch_size]
+        originals = tf.gather(x, indices)
+        seed = fold_in(epoch_seed, tf.constant(step, tf.int64))
+        expected = distort_images(originals, seed, augment, tf.gather(y, indices))
+        np.testing.assert_allclose(images.numpy(), expected.numpy(), atol=1e-5)  # graph vs eager
+        assert not np.allclose(images.numpy(), originals.numpy(), atol=0.01)

@@ -1,5 +1,8 @@
 """PhiloxDropout keeps Dropout's contract: the expected fraction dropped, the rest scaled."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -43,3 +46,35 @@ def test_odd_sizes_and_bfloat16_keep_shape_and_type(shape):
     out = drop(x, 0.2, np.array([1, 2]))
     assert out.shape == shape and out.dtype == tf.bfloat16
     assert set(np.unique(out.numpy().astype(np.float32))) <= {0.0, 1.25}
+
+
+# Two replicas on two logical CPUs must be set up before TensorFlow starts: a process of its own.
+MASKS_ON_TWO_REPLICAS = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from digits.dropout import PhiloxDropout
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    layer = PhiloxDropout(0.5, seed=43)
+    layer.build((64, 256))
+batch = tf.data.Dataset.from_tensors(tf.ones((128, 256))).unbatch().batch(128)
+masks = tf.function(lambda x: strategy.run(lambda x: layer(x, training=True), args=(x,)))(
+    next(iter(strategy.experimental_distribute_dataset(batch)))
+)
+first, second = (m.numpy() > 0 for m in strategy.experimental_local_results(masks))
+print(first.shape, second.shape, (first == second).mean())
+"""
+
+
+def test_each_replica_drops_other_units_of_its_share_of_the_batch():
+    """Replicas (workers) advance the same seed generator in step: without their own index in
+    the seed they would drop the same units of their shares, and image i of one share would
+    always share image i's mask in the other."""
+    result = subprocess.run(
+        [sys.executable, "-c", MASKS_ON_TWO_REPLICAS], capture_output=True, text=True, check=True
+    )
+    shapes_and_agreement = result.stdout.split(")")
+    assert result.stdout.startswith("(64, 256) (64, 256) ")
+    agreement = float(shapes_and_agreement[-1])
+    assert 0.4 < agreement < 0.6  # independent masks at rate 0.5 agree on half the units

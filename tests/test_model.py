@@ -187,6 +187,29 @@ class SignalAtBatch(keras.callbacks.Callback):
         self.epochs_ended += 1
 
 
+class SignalAtValidation(SignalAtBatch):
+    """Sends SIGTERM as the first validation begins; counts the training batches after it."""
+
+    batches_after = 0
+    sent = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_after += self.sent
+
+    def on_test_begin(self, logs=None):
+        if not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_during_validation_stops_training_when_the_epoch_ends():
+    sender = SignalAtValidation()
+    params = dataclasses.replace(TINY, epochs=50, steps_per_execution=1)
+    with pytest.raises(KeyboardInterrupt):
+        trained(params, callbacks=(sender,))
+    assert (sender.epochs_ended, sender.batches_after) == (1, 0)
+
+
 def test_a_signal_stops_training_at_a_batch_then_interrupts():
     sender = SignalAtBatch()
     params = dataclasses.replace(TINY, epochs=50, steps_per_execution=1)

@@ -18,6 +18,18 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert float(schedule(40)) == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.parametrize("warmup_epochs", [0, 1])
+def test_the_decay_follows_a_cosine_from_the_end_of_the_warm_up(warmup_epochs):
+    """The default (no warm-up) included: full rate at the first step after the warm-up, half
+    way along a cosine to 0 in the middle of the rest, a quarter at three quarters."""
+    params = dataclasses.replace(TINY, epochs=5, warmup_epochs=warmup_epochs)
+    schedule = learning_rate_schedule(params, steps_per_epoch=10)
+    start, decay_steps = 10 * warmup_epochs, 50 - 10 * warmup_epochs
+    for along in (0, 0.25, 0.5, 0.75, 1):
+        expected = 0.01 * 0.5 * (1 + np.cos(np.pi * along))
+        assert float(schedule(start + along * decay_steps)) == pytest.approx(expected, abs=1e-9)
+
+
 def test_constant_learning_rate_after_warm_up_stays_constant():
     params = dataclasses.replace(TINY, lr_schedule="constant", epochs=4, warmup_epochs=1)
     schedule = learning_rate_schedule(params, steps_per_epoch=10)
@@ -59,6 +71,22 @@ def test_ema_momentum_leaves_the_running_average_in_the_weights():
     optimizer.finalize_variable_values([weights])
     np.testing.assert_allclose(weights.numpy(), average, rtol=1e-6)
     assert not np.allclose(average, trajectory[-1])
+
+
+def test_the_weights_average_holds_the_max_norm_cap():
+    """Keras averages the weights before it applies their constraints, so without FusedAdam's
+    own cap the average (what fit leaves) is one of weights the cap never held."""
+    params = dataclasses.replace(TINY, lr_schedule="constant", learning_rate=0.5, ema_momentum=0.5)
+    optimizer = adam(params, steps_per_epoch=10)
+    weights = keras.Variable(np.zeros((4, 2), np.float32))
+    weights.constraint = keras.constraints.MaxNorm(1)  # as Dense sets its kernel's
+    optimizer.build([weights])
+    for _ in range(5):
+        optimizer.apply([-np.ones((4, 2), np.float32)], [weights])  # every step: grow
+        assert np.linalg.norm(weights.numpy(), axis=0).max() <= 1 + 1e-6
+    optimizer.finalize_variable_values([weights])
+    norms = np.linalg.norm(weights.numpy(), axis=0)
+    assert 0.5 < norms.max() <= 1 + 1e-6
 
 
 def test_no_ema_momentum_keeps_the_last_weights():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONSTANT_ANSWER, png_bytes
+from conftest import CONSTANT_ANSWER, band_probabilities, png_bytes
 from PIL import Image, ImageDraw
 
 from digits.cli import main
@@ -67,6 +67,17 @@ def test_json_lists_every_probability(model_path, seven, capsys):
     assert result["probabilities"] == pytest.approx(
         [CONFIDENCE if d == ANSWER else 1 / 36 for d in range(10)], abs=1e-6
     )
+
+
+def test_the_model_gets_the_frame_scaled_as_in_training(band_model_path, seven, capsys):
+    """A model whose answer depends on every pixel: its probabilities are those of the frame
+    `mnist_frame` makes, scaled to 0-1, and of nothing else."""
+    status, out, _ = run_predict(["--model", band_model_path, "--json", seven], capsys)
+
+    frame = mnist_frame(load_grayscale(seven))
+    expected = band_probabilities(frame)
+    assert status == 0 and expected.max() - expected.min() > 0.1  # the bands differ
+    assert json.loads(out)[0]["probabilities"] == pytest.approx(expected.tolist(), abs=2e-6)
 
 
 def test_debug_dir_holds_what_the_model_saw(model_path, seven, tmp_path, capsys):

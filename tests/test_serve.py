@@ -22,7 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONSTANT_ANSWER, DIGITS, PROJECT_ROOT, constant_model, start_serve
+from conftest import (
+    CONSTANT_ANSWER,
+    DIGITS,
+    PROJECT_ROOT,
+    band_model,
+    band_probabilities,
+    constant_model,
+    start_serve,
+)
 from PIL import Image
 
 from digits import serve
@@ -96,6 +104,19 @@ def test_a_drawing_gets_the_digit_its_probabilities_and_the_frame_the_model_saw(
     frame = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["frame"]))))
     expected = mnist_frame(decode_grayscale(io.BytesIO(drawn_seven()), "seven"))
     np.testing.assert_array_equal(frame, expected)  # what `digits predict` feeds the model
+
+
+def test_the_model_gets_the_frame_it_answers_with_scaled_as_in_training():
+    """A model whose answer depends on every pixel: its probabilities are those of the frame
+    the answer holds, scaled to 0-1, and of nothing else."""
+    site = Site(Classifier(band_model()), {}, {}, None)
+    answer = json.loads(site.post("/api/predict", "", drawn_seven()).body)
+
+    frame = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["frame"]))))
+    expected = band_probabilities(frame)
+    assert expected.max() - expected.min() > 0.1  # the bands differ
+    assert answer["probabilities"] == pytest.approx(expected.tolist(), abs=2e-6)
+    assert answer["digit"] == expected.argmax()
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,19 @@ RATE_STEPS = 2**16  # a unit is dropped when its 16 random bits fall below rate 
 class PhiloxDropout(keras.layers.Dropout):
     """``keras.layers.Dropout``: in training, zero each unit with probability ``rate`` and scale
     the rest by 1 / (1 - rate); at inference, the identity. The mask comes from the layer's own
-    seed generator (advanced once per call, saved with the model) through ``drop``."""
+    seed generator (advanced once per call, saved with the model) through ``drop``. With
+    several replicas (workers), each folds its own index into the seed: they advance the same
+    generator in step, and would otherwise drop the same units of their shares of a batch."""
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
             return inputs
-        return drop(inputs, self.rate, tf.cast(self.seed_generator.next(), tf.int64))
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            replica_id = tf.cast(replica.replica_id_in_sync_group, tf.int64)
+            seed = tf.random.experimental.stateless_fold_in(seed, replica_id)
+        return drop(inputs, self.rate, seed)
 
 
 def drop(inputs: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:

@@ -46,6 +46,9 @@ def build_model(params: TrainParams, steps_per_epoch: int) -> keras.Sequential:
             )
         )
         if rate > 0:
+            # Known flaw: seed S's layer i + 1 draws the masks of seed S + 1's layer i (README
+            # "Results"). A seed that cannot collide changes every model's bytes: for the next
+            # change that retrains the committed models anyway.
             layers.append(
                 PhiloxDropout(
                     rate, seed=params.seed + index, dtype=hidden, name=f"dropout_{index}"

@@ -1,4 +1,6 @@
-"""The network's class, apart from the training code so that loading a model needs only this."""
+"""The network's class, apart from the training code. Loading a saved model needs it, the
+dropout layer (``digits.dropout``) and the optimizer (``digits.optimizer``) registered with
+Keras: ``digits.saving.load_model`` imports all three."""
 
 import keras
 import tensorflow as tf

@@ -75,6 +75,11 @@ class FusedAdam(keras.optimizers.Optimizer):
             epsilon=tf.cast(self.epsilon, dtype),
             grad=tf.cast(gradient, dtype),
         )
+        constraint = self._trainable_variables[index].constraint  # ``variable`` is TF's own
+        if self.use_ema and constraint is not None:
+            # Keras averages the weights before it applies their constraints (max-norm): cap
+            # them here too, so that the average, which is what fit leaves, holds the cap
+            variable.assign(constraint(variable))
 
     def get_config(self):
         return {

@@ -57,7 +57,7 @@ log = logging.getLogger("serve")
 
 MAX_BODY_BYTES = 8_000_000  # a 12 MP phone photo as JPEG is 3-6 MB; a drawing is ~10 kB
 MAX_PICTURE_PIXELS = 12_600_000  # a 12 MP phone photo (4032x3024); 48 MP ones: resize first
-DISCARD_BYTES = 64_000_000  # an oversized body read and dropped, so that its 413 arrives
+DISCARD_BYTES = 64_000_000  # of a refused body, read and dropped after its answer
 REQUEST_SECONDS = 10.0  # a whole request must arrive in this; a slow client is cut off
 MAX_CONNECTIONS = 64  # at once; more are refused (503) rather than each holding a thread
 PROBABILITY_DIGITS = 6  # as `digits predict --json`
@@ -293,6 +293,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.timed_out = False
+        self.unread = 0  # bytes of a refused body still to drop
         self.deadline = threading.Timer(REQUEST_SECONDS, self.cut_off)
         self.deadline.daemon = True
         self.deadline.start()
@@ -343,6 +344,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             response = self.site.get(path)
         self.send(response)
+        if self.unread:
+            self.discard(self.unread)
         log.debug("%s %s %d %.1f ms", self.command, path, response.status, _ms(started))
 
     def read_body_and(self, respond: Callable[[bytes], Response]) -> Response:
@@ -353,7 +356,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return error_response(400, f"Content-Length: not a number, got {length_text!r}")
         length = int(length_text)
         if length > MAX_BODY_BYTES:
-            self.discard(length)  # a client that sends all before it reads then gets the answer
+            self.unread = length  # dropped after the answer has gone out (``answer``)
             return error_response(413, f"the body is {length:,} bytes, over {MAX_BODY_BYTES:,}")
         body = self.rfile.read(length)
         if len(body) < length and self.timed_out:
@@ -367,9 +370,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return error_response(500, "internal error (see the server's log)")
 
     def discard(self, length: int) -> None:
-        """Read and drop up to ``length`` bytes of body (the deadline still applies), at most
-        ``DISCARD_BYTES``: closing with the body unread resets the connection, and the client
-        would see that instead of the answer."""
+        """Read and drop up to ``length`` bytes of a body that was refused (the deadline still
+        applies), at most ``DISCARD_BYTES``: closing with it unread resets the connection, and
+        a client that sends the whole body before it reads would see that, not the answer."""
         left = min(length, DISCARD_BYTES)
         try:
             while left > 0 and (chunk := self.rfile.read(min(left, 65536))):

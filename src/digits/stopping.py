@@ -9,7 +9,8 @@ import keras
 
 
 class StopOnSignal(keras.callbacks.Callback):
-    """Ends training after the current call into TensorFlow once ``request`` was called."""
+    """Ends training after the current call into TensorFlow once ``request`` was called, or
+    after the epoch's validation if that is what runs then."""
 
     requested = False
 
@@ -19,6 +20,9 @@ class StopOnSignal(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.requested:
             self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):  # fit looks right after it, before another epoch
+        self.on_train_batch_end(None)
 
 
 @contextlib.contextmanager
