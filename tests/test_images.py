@@ -36,6 +36,7 @@ from digits.images import (
     normalise_contrast,
     normalise_stroke_width,
     printable_path,
+    sharpen,
     smooth_enlarged_pixels,
     stroke_width,
 )
@@ -183,7 +184,27 @@ def test_an_mnist_like_digit_passes_through_nearly_unchanged(name):
 
     assert frame.dtype == np.uint8 and frame.shape == (28, 28)
     assert frame.max() == 255 and frame[0].max() == frame[:, 0].max() == 0
-    assert correlation(frame, digit) > 0.85  # resampling 28 px by ~5% blurs it a little
+    # resampling 28 px by ~5% blurs it a little, and sharpening moves its grey levels (another
+    # digit: 0.47 at most)
+    assert correlation(frame, digit) > 0.83
+
+
+def test_sharpening_brings_a_soft_frames_strokes_to_full_brightness_where_they_were():
+    soft = np.asarray(Image.fromarray(mnist_like("seven")).filter(ImageFilter.GaussianBlur(1)))
+    soft = (soft * (255 / soft.max())).round().astype(np.uint8)
+
+    sharp = sharpen(soft)
+
+    def full(frame):  # the share of the ink at full brightness, as MNIST draws most of it
+        return np.mean(frame[frame > 25] >= 250)
+
+    def centre(frame):
+        rows, columns = np.indices(frame.shape)
+        return [(rows * frame).sum() / frame.sum(), (columns * frame).sum() / frame.sum()]
+
+    assert full(sharp) > full(soft) + 0.1
+    assert np.allclose(centre(sharp.astype(float)), centre(soft.astype(float)), atol=0.1)
+    assert (sharp[soft == 0] == 0).all()  # no ink where there was none
 
 
 @pytest.mark.parametrize("style", STYLES, ids=lambda style: style.__name__)
@@ -191,7 +212,7 @@ def test_an_mnist_like_digit_passes_through_nearly_unchanged(name):
 def test_every_style_gives_the_clean_digit(name, style, tmp_path):
     frame = mnist_frame(load_grayscale(style(draw_digit(name), tmp_path)))
 
-    assert correlation(frame, mnist_like(name)) > 0.9
+    assert correlation(frame, mnist_like(name)) > 0.87  # 0.9 before frames were sharpened
 
 
 @pytest.mark.parametrize("name", sorted(STROKES))
@@ -203,7 +224,7 @@ def test_a_digit_written_with_a_fine_pen_gives_the_clean_digit(name, tmp_path):
 
     frame = mnist_frame(load_grayscale(tmp_path / "fine-pen.png"))
 
-    assert correlation(frame, mnist_like(name)) > 0.9
+    assert correlation(frame, mnist_like(name)) > 0.87  # 0.9 before frames were sharpened
 
 
 def bar(width: int, length: int, degrees: float) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 
 from digits.errors import DigitsError
 from digits.mnist import IMAGE_SHAPE
@@ -27,6 +27,12 @@ from digits.mnist import IMAGE_SHAPE
 # rarer decoders (EPS would even start Ghostscript) on whatever file it is handed.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")  # JPEG includes MPO (phone cameras)
 MAX_PIXELS = 50_000_000  # above any phone camera (48 MP); more is a decompression bomb
+# The unsharp mask's Gaussian (sd, px) and strength (%). Over four seeds of the default, on
+# frames already rendered: 1,000 validation digits in eval_predict's MNIST styles 97.69 ->
+# 97.80 %, UCI's digits blocky 93.05 -> 93.59 % and in the other styles 92.28 -> 93.17 %; from
+# 1 to 2 px and 75 to 200 % all within 0.1 point of these (README "Use the model").
+SHARPEN_RADIUS = 1.5
+SHARPEN_PERCENT = 100
 DIGIT_BOX = 20  # MNIST fitted each digit's longer side into 20 px ...
 MARGIN = 2  # ... and anti-aliasing spills about a pixel beyond it, so keep 2 px around the box
 CENTRE = (14, 14)  # where MNIST digits' centres of mass are (row, column; mean over the test set)
@@ -258,7 +264,8 @@ def _grow_square(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def mnist_frame(gray: np.ndarray, source: str = "<array>") -> np.ndarray:
     """Turn uint8 (h, w) grayscale of one digit, any polarity and size, into uint8 (28, 28)
-    as MNIST has it: light digit on black, longer side 20 px, centre of mass at the centre.
+    as MNIST has it: light digit on black, longer side 20 px, centre of mass at the centre,
+    its edges sharpened (``sharpen``).
 
     Raises ``ImageError`` naming ``source`` if there is no digit (a blank, flat or empty image).
     """
@@ -266,7 +273,15 @@ def mnist_frame(gray: np.ndarray, source: str = "<array>") -> np.ndarray:
         raise ImageError(f"{source}: no digit found (an image of shape {gray.shape})")
     smooth = smooth_enlarged_pixels(gray.astype(np.float32))
     digit = normalise_contrast(ink_signal(smooth), source)
-    return centre_by_mass(fit_to_box(normalise_stroke_width(digit)))
+    return sharpen(centre_by_mass(fit_to_box(normalise_stroke_width(digit))))
+
+
+def sharpen(frame: np.ndarray) -> np.ndarray:
+    """uint8 (28, 28) ``frame`` with its strokes' edges sharpened (Pillow's unsharp mask).
+    Shrinking a picture to MNIST's size leaves soft edges where MNIST's digits have crisp
+    ones (5 % of a framed picture's ink at full brightness, 42 % of an MNIST digit's)."""
+    unsharp = ImageFilter.UnsharpMask(SHARPEN_RADIUS, SHARPEN_PERCENT, threshold=0)
+    return np.asarray(Image.fromarray(frame).filter(unsharp))
 
 
 def smooth_enlarged_pixels(image: np.ndarray) -> np.ndarray:
