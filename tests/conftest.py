@@ -294,32 +294,40 @@ def stages_run(dvc_output: str) -> list[str]:
 CONSTANT_ANSWER = 3  # what the model of ``model_path`` says, whatever the picture
 
 
-@pytest.fixture(scope="session")
-def model_path(tmp_path_factory) -> Path:
-    """``constant_model(CONSTANT_ANSWER)`` saved as training leaves a model (its optimizer
-    built), for the commands that load one: predict, serve, the scripts."""
+def saved_model(model, tmp_path_factory, name: str) -> Path:
+    """``model`` saved as training leaves a model (its optimizer built), for the commands
+    that load one: predict, serve, the scripts."""
     from digits.saving import save_model
 
-    model = constant_model(CONSTANT_ANSWER)
     model.optimizer.build(model.trainable_variables)
-    path = tmp_path_factory.mktemp("model") / "constant.keras"
+    path = tmp_path_factory.mktemp("model") / name
     save_model(model, path)
     return path
 
 
-def constant_model(answer: int):
-    """A Keras model that ignores its input: zero weights, output bias log(27) for ``answer``
-    (probability 0.75; the other nine 1/36 each)."""
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> Path:
+    return saved_model(constant_model(CONSTANT_ANSWER), tmp_path_factory, "constant.keras")
+
+
+def linear_model(kernel: np.ndarray, bias: np.ndarray):
+    """Flatten 28x28 -> Dense(10, softmax) with these weights, compiled as training leaves it."""
     import keras
 
     model = keras.Sequential(
         [keras.Input(shape=(28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
     )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    kernel, bias = model.get_weights()
-    bias[answer] = np.log(27)
-    model.set_weights([np.zeros_like(kernel), bias])
+    model.set_weights([kernel, bias])
     return model
+
+
+def constant_model(answer: int):
+    """A Keras model that ignores its input: zero weights, output bias log(27) for ``answer``
+    (probability 0.75; the other nine 1/36 each)."""
+    bias = np.zeros(10, np.float32)
+    bias[answer] = np.log(27)
+    return linear_model(np.zeros((28 * 28, 10), np.float32), bias)
 
 
 BAND_WEIGHT = 0.2  # logit per unit of brightness in a digit's band of rows
@@ -328,17 +336,10 @@ BAND_WEIGHT = 0.2  # logit per unit of brightness in a digit's band of rows
 def band_model():
     """A Keras model whose answer depends on every pixel of its input: the logit of digit k is
     ``BAND_WEIGHT`` x the summed brightness of the rows r with 10 r // 28 == k."""
-    import keras
-
-    model = keras.Sequential(
-        [keras.Input(shape=(28, 28)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
-    )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     rows = np.repeat(np.arange(28), 28)  # each flattened pixel's row
     kernel = np.zeros((28 * 28, 10), np.float32)
     kernel[np.arange(28 * 28), rows * 10 // 28] = BAND_WEIGHT
-    model.set_weights([kernel, np.zeros(10, np.float32)])
-    return model
+    return linear_model(kernel, np.zeros(10, np.float32))
 
 
 def band_probabilities(frame: np.ndarray) -> np.ndarray:
@@ -352,14 +353,7 @@ def band_probabilities(frame: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def band_model_path(tmp_path_factory) -> Path:
-    """``band_model()`` saved as training leaves a model."""
-    from digits.saving import save_model
-
-    model = band_model()
-    model.optimizer.build(model.trainable_variables)
-    path = tmp_path_factory.mktemp("model") / "bands.keras"
-    save_model(model, path)
-    return path
+    return saved_model(band_model(), tmp_path_factory, "bands.keras")
 
 
 def start_serve(*args: str, stderr=subprocess.PIPE) -> subprocess.Popen:

@@ -352,9 +352,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length_text = self.headers.get("Content-Length")
         if length_text is None:
             return error_response(411, "a Content-Length header is required")
-        if not (length_text.strip().isascii() and length_text.strip().isdigit()):  # not "²"
+        digits = length_text.strip()
+        if not (digits.isascii() and digits.isdigit()):  # isdigit alone takes "²"
             return error_response(400, f"Content-Length: not a number, got {length_text!r}")
-        length = int(length_text)
+        length = int(digits)
         if length > MAX_BODY_BYTES:
             self.unread = length  # dropped after the answer has gone out (``answer``)
             return error_response(413, f"the body is {length:,} bytes, over {MAX_BODY_BYTES:,}")
