@@ -2,6 +2,10 @@
 epoch, with labels one-hot only when they are smoothed."""
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,3 +140,46 @@ def test_each_batch_is_its_images_distorted_with_the_batchs_own_seed(augment):
         expected = distort_images(originals, seed, augment, tf.gather(y, indices))
         np.testing.assert_allclose(images.numpy(), expected.numpy(), atol=1e-5)  # graph vs eager
         assert not np.allclose(images.numpy(), originals.numpy(), atol=0.01)
+
+
+# Run in a fresh process: TensorFlow keeps each function's traces, and a call whose shapes fit an
+# earlier trace reuses it, so in a process where other tests have trained nothing is traced anew.
+AUTOGRAPH_CHECK = """
+import dataclasses, inspect, sys
+import tensorflow as tf
+from conftest import ALL_OPTIONS, TINY, random_data
+from digits.batches import training_batches
+
+callers = []
+
+def spy(function):
+    def called(*args, **kwargs):
+        callers.extend(frame.filename for frame in inspect.stack())
+        return function(*args, **kwargs)
+    return called
+
+# What the distortions call: tent weights (shifts, squares), the elastic field's resize
+tf.nn.relu, tf.einsum = spy(tf.nn.relu), spy(tf.einsum)
+x, y = random_data(40, 3)
+for augment in dataclasses.replace(TINY.augment, shift_px=1), ALL_OPTIONS.augment:
+    for _ in training_batches(x, y, dataclasses.replace(TINY, augment=augment)):
+        pass
+print(len(callers), sum("__autograph_generated" in name for name in callers))
+"""
+
+
+@pytest.mark.integration
+def test_the_batches_are_traced_as_written_not_rewritten_by_autograph():
+    """AutoGraph's rewriting of the batch source and the distortions took 1.7 s of the train
+    stage; code it rewrites runs from generated files."""
+    ran = subprocess.run(
+        [sys.executable, "-c", AUTOGRAPH_CHECK],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert ran.returncode == 0, ran.stderr
+    calls, from_generated_code = map(int, ran.stdout.split())
+    assert calls > 0
+    assert from_generated_code == 0

@@ -261,7 +261,7 @@ def _source_grid(angle, zoom, shift) -> tuple[tf.Tensor, tf.Tensor]:
     return source_y, source_x
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _warp_elastic(images, angle, zoom, shift, offsets, bicubic_rows) -> tf.Tensor:
     """Sample ``images`` along the affine map plus the displacement field: ``offsets``
     (b, G, G, 2) resized bicubically to 28x28, as the two matrix products that resize is
@@ -280,7 +280,7 @@ def _bicubic_rows() -> tf.Tensor:
     return tf.transpose(resized[:, :, 0, 0])
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _shift_bilinear(images, shift, reach: int) -> tf.Tensor:
     """The inverse map of ``distort_images`` for shifts alone, at most ``reach`` pixels: a
     pixel reads the input ``d`` rows up with the tent weight max(0, 1 - |d - shift|), so the
