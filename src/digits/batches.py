@@ -14,9 +14,10 @@ from digits.augment import distort_images
 from digits.mnist import INFERENCE_BATCH, N_CLASSES
 from digits.params import TrainParams
 
-# tf.data hands every function it maps to AutoGraph, which rewrites it and everything it calls
-# (the distortions) into generated Python before tracing: 2.9 s of the train stage's 27, for
-# functions without Python control flow over tensors. These are traced as written.
+# tf.data hands the functions it maps to AutoGraph, which rewrites them and everything they call
+# (the distortions) into generated Python before tracing them: building the default's batch
+# source took 2.33 s instead of 0.64. None of them branches on a tensor, so they are traced as
+# written; so is what ``epoch`` maps, since AutoGraph leaves alone what it does not convert.
 _as_written = tf.autograph.experimental.do_not_convert
 
 
@@ -47,7 +48,6 @@ def training_batches(
     images, labels, digits = tf.constant(x), tf.constant(_labels(y, params)), tf.constant(y)
     size, augment = params.batch_size, params.augment
 
-    @_as_written
     def batches(order: tf.Tensor, pair: tf.Tensor, first: tf.Tensor, count: int = 1):
         """(images, labels) of ``count`` consecutive batches from step ``first`` on, as one
         batch; each batch augmented with its own seed (``count`` 1 when augmenting)."""
@@ -114,7 +114,6 @@ def _chunks(batches, n_examples: int, params: TrainParams) -> tf.data.Dataset:
     ]
 
     def chunks(first: int, end: int, length: int, padded: bool) -> tf.data.Dataset:
-        @_as_written
         def chunk(images: tf.Tensor, labels: tf.Tensor) -> dict:
             steps = tf.shape(images)[0]
             if padded:  # a copy of the chunk, which the others need not pay for
@@ -127,7 +126,6 @@ def _chunks(batches, n_examples: int, params: TrainParams) -> tf.data.Dataset:
             )
             return stacked.batch(length).map(chunk)
 
-        @_as_written
         def gathered(start: tf.Tensor) -> dict:
             count = tf.minimum(end - start, length)  # int64, as the steps
             images, labels = batches(start, count)
