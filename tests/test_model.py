@@ -127,6 +127,30 @@ def test_with_jit_compile_training_steps_are_xla_compiled_and_validation_steps_a
     assert len(history["val_accuracy"]) == 1
 
 
+@pytest.mark.parametrize(
+    "params",
+    [TINY, ALL_OPTIONS, dataclasses.replace(ALL_OPTIONS, compiled_loop=True)],
+    ids=["tiny", "every-option", "compiled-loop"],
+)
+def test_the_training_step_is_traced_once(params, monkeypatch):
+    """A step that creates variables (the optimizer's slots, the metrics' totals) while Keras
+    traces it is traced twice; train_model creates them first."""
+    from digits.model import train_model
+
+    train, validation = random_data(64, 1), random_data(32, 2)
+    model = build_model(params, steps_per_epoch=len(train[0]) // params.batch_size)
+    traces = []
+    step = model.train_step
+
+    def traced_step(data):
+        traces.append(data)
+        return step(data)
+
+    monkeypatch.setattr(model, "train_step", traced_step)
+    train_model(model, train, validation, params, callbacks=[], verbose=0)
+    assert len(traces) == 1
+
+
 def test_steps_in_chunks_train_the_same_weights_bit_for_bit_as_step_by_step():
     """``compiled_loop``: the ``steps_per_execution`` steps of a call run in one XLA loop
     (``Network``), the same arithmetic as Keras calling its compiled step once a batch: every
