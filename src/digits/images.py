@@ -30,7 +30,7 @@ MAX_PIXELS = 50_000_000  # above any phone camera (48 MP); more is a decompressi
 # The unsharp mask's Gaussian (sd, px) and strength (%). Over four seeds of the default, on
 # frames already rendered: 1,000 validation digits in eval_predict's MNIST styles 97.69 ->
 # 97.80 %, UCI's digits blocky 93.05 -> 93.59 % and in the other styles 92.28 -> 93.17 %; from
-# 1 to 2 px and 75 to 200 % all within 0.1 point of these (README "Use the model").
+# 1 to 2 px and 75 to 200 % all within 0.1 point of these (README "Results").
 SHARPEN_RADIUS = 1.5
 SHARPEN_PERCENT = 100
 DIGIT_BOX = 20  # MNIST fitted each digit's longer side into 20 px ...
