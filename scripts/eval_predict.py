@@ -5,11 +5,12 @@
     python scripts/eval_predict.py --source elsewhere [--count 300]
     python scripts/eval_predict.py --source uci --uci optdigits.tes --count 1797
 
-A tool, not a test (it needs the trained model, and for ``--source mnist`` data/prepared from
-`dvc repro preprocess`). ``mnist`` renders MNIST test digits (validation digits with
-``--split validation``, to choose between models without looking at the test set) in the
-styles of ``STYLES`` below; ``elsewhere`` renders digits that are not from MNIST (fonts and
-hand-drawn strokes, see digits/renderings.py) in the styles of ``digits.renderings.STYLES``;
+A tool, not a test (it needs the trained model, and for ``--source mnist`` data/raw from
+`dvc repro download`). ``mnist`` renders MNIST test digits as MNIST's files hold them, not
+deskewed (validation digits with ``--split validation``, to choose between models without
+looking at the test set), in the styles of ``STYLES`` below; ``elsewhere`` renders digits
+that are not from MNIST (fonts and hand-drawn strokes, see digits/renderings.py) in the
+styles of ``digits.renderings.STYLES``;
 ``uci`` enlarges real handwriting from elsewhere, UCI's "Optical Recognition of Handwritten
 Digits" (its test file, 13 writers on NIST forms scanned to 8x8 blocks of 0-16:
 ``optdigits.tes`` from UCI, or the same 1,797 digits shipped in scikit-learn as
@@ -32,10 +33,11 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from digits import renderings
-from digits.data import load_split, scale_pixels
+from digits.data import mnist_splits, scale_pixels
 from digits.errors import DigitsError
 from digits.images import ImageError, load_grayscale, mnist_frame
-from digits.paths import MODEL, PREPARED, in_project
+from digits.params import load_params
+from digits.paths import MODEL, PARAMS, RAW, in_project
 from digits.stage import quiet_tensorflow, run_tool
 
 LARGE_CANVAS = (1000, 800)  # width, height: a phone-photo crop with lots of margin
@@ -242,14 +244,16 @@ def uci_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarr
 
 def mnist_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
     """(style, renderers, labels) per MNIST style: each renderer writes one picture to a path."""
-    images, labels = load_split(args.data_dir or in_project(PREPARED, "--data-dir"), args.split)
-    if args.count > len(images):
-        raise DigitsError(f"--count {args.count}: the {args.split} split has {len(images)} digits")
-    chosen = np.random.default_rng(args.seed).choice(len(images), size=args.count, replace=False)
-    digits = (images[chosen] * 255).round().astype(np.uint8)
+    # As MNIST has them, not as the preprocess stage deskews them: predict must do that itself.
+    params_path = in_project(PARAMS)
+    splits = mnist_splits(args.raw_dir or in_project(RAW, "--raw-dir"), load_params(params_path))
+    digits, labels = splits[args.split]
+    if args.count > len(digits):
+        raise DigitsError(f"--count {args.count}: the {args.split} split has {len(digits)} digits")
+    chosen = np.random.default_rng(args.seed).choice(len(digits), size=args.count, replace=False)
     for name, render in STYLES.items():
         rng = np.random.default_rng(args.seed)  # each style's own, so --style changes nothing
-        yield name, [partial(render, digit, rng) for digit in digits], labels[chosen]
+        yield name, [partial(render, digit, rng) for digit in digits[chosen]], labels[chosen]
 
 
 def pictures_from_elsewhere(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
@@ -297,7 +301,9 @@ def main() -> None:
         default="test",
         help="MNIST digits to render (--source mnist); validation to choose between models",
     )
-    parser.add_argument("--data-dir", type=Path, help=f"default: {PREPARED} in the project")
+    parser.add_argument(
+        "--raw-dir", type=Path, help=f"MNIST's files; default: {RAW} in the project"
+    )
     parser.add_argument("--model", type=Path, help=f"default: {MODEL} in the project")
     parser.add_argument("--uci", type=Path, help="UCI optdigits file, for --source uci")
     parser.add_argument("--seed", type=int, default=0)

@@ -67,6 +67,7 @@ def quick_model(mirror: str, path: Path) -> Path:
     """A dense model trained for two epochs on the real MNIST training images from ``mirror``
     (a directory or URL, as $MNIST_MIRROR): about 97 %, enough to read a clearly drawn digit."""
     from digits.data import scale_pixels
+    from digits.deskew import deskew
     from digits.fetch import candidate_sources, fetch_verified
     from digits.idx import parse_idx_images, parse_idx_labels
     from digits.model import build_model, train_model
@@ -81,7 +82,7 @@ def quick_model(mirror: str, path: Path) -> Path:
 
     images = parse_idx_images(fetched("train_images"))
     labels = parse_idx_labels(fetched("train_labels"))
-    x, y = scale_pixels(images), labels
+    x, y = scale_pixels(deskew(images)), labels  # as the preprocess stage gives them
     params = dataclasses.replace(
         TINY, hidden_units=(128,), dropout=(0.0,), batch_size=128, epochs=2, learning_rate=0.002
     )

@@ -16,6 +16,7 @@ from conftest import png_bytes
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from digits import images
+from digits.deskew import deskew
 from digits.images import (
     MAX_PIXELS,
     STROKE_RATIO,
@@ -89,6 +90,12 @@ def draw_digit(name: str) -> Image.Image:
 def mnist_like(name: str) -> np.ndarray:
     """uint8 (28, 28): the digit anti-aliased down to MNIST's size, as MNIST was made."""
     return np.asarray(draw_digit(name).resize((28, 28), Image.Resampling.BOX))
+
+
+def as_the_model_sees(name: str) -> np.ndarray:
+    """uint8 (28, 28): ``mnist_like`` deskewed, as the preprocess stage gives MNIST's digits to
+    the model and ``mnist_frame`` gives a picture's."""
+    return deskew(mnist_like(name)[np.newaxis])[0]
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -186,7 +193,24 @@ def test_an_mnist_like_digit_passes_through_nearly_unchanged(name):
     assert frame.max() == 255 and frame[0].max() == frame[:, 0].max() == 0
     # resampling 28 px by ~5% blurs it a little, and sharpening moves its grey levels (another
     # digit: 0.47 at most)
-    assert correlation(frame, digit) > 0.83
+    assert correlation(frame, as_the_model_sees(name)) > 0.83
+
+
+def test_a_slanted_digit_is_framed_upright(monkeypatch):
+    page = Image.new("L", (400, 400), 255)
+    ImageDraw.Draw(page).line([(260, 60), (140, 340)], fill=0, width=24)  # a 1, leaning right
+    picture = np.asarray(page)
+
+    def slant(frame):  # columns per row of the ink's least-squares line
+        rows, columns = np.indices(frame.shape)
+        ink = frame.astype(np.float64) / frame.sum()
+        below = rows - (rows * ink).sum()
+        return (ink * below * (columns - (columns * ink).sum())).sum() / (ink * below**2).sum()
+
+    upright = slant(mnist_frame(picture))
+    monkeypatch.setattr(images, "deskew", lambda frames: frames)
+
+    assert abs(upright) < 0.05 and slant(mnist_frame(picture)) < -0.3
 
 
 def test_sharpening_brings_a_soft_frames_strokes_to_full_brightness_where_they_were():
@@ -212,7 +236,7 @@ def test_sharpening_brings_a_soft_frames_strokes_to_full_brightness_where_they_w
 def test_every_style_gives_the_clean_digit(name, style, tmp_path):
     frame = mnist_frame(load_grayscale(style(draw_digit(name), tmp_path)))
 
-    assert correlation(frame, mnist_like(name)) > 0.87  # 0.9 before frames were sharpened
+    assert correlation(frame, as_the_model_sees(name)) > 0.87  # 0.9 before frames were sharpened
 
 
 @pytest.mark.parametrize("name", sorted(STROKES))
@@ -224,7 +248,7 @@ def test_a_digit_written_with_a_fine_pen_gives_the_clean_digit(name, tmp_path):
 
     frame = mnist_frame(load_grayscale(tmp_path / "fine-pen.png"))
 
-    assert correlation(frame, mnist_like(name)) > 0.87  # 0.9 before frames were sharpened
+    assert correlation(frame, as_the_model_sees(name)) > 0.87  # 0.9 before frames were sharpened
 
 
 def bar(width: int, length: int, degrees: float) -> np.ndarray:
@@ -628,9 +652,9 @@ def test_a_blocky_low_res_scan_is_read_closer_to_the_clean_digit(name, size, fac
         np.kron(low, np.ones((factor, factor), np.uint8)), 3 * factor, constant_values=255
     )
 
-    smoothed = correlation(mnist_frame(blocky), mnist_like(name))
+    smoothed = correlation(mnist_frame(blocky), as_the_model_sees(name))
     monkeypatch.setattr(images, "smooth_enlarged_pixels", lambda picture: picture)
-    as_it_is = correlation(mnist_frame(blocky), mnist_like(name))
+    as_it_is = correlation(mnist_frame(blocky), as_the_model_sees(name))
 
     assert smoothed > as_it_is + 0.02 and smoothed > 0.88
 

@@ -16,6 +16,7 @@ from digits.paths import (
     PARAMS,
     PLOT_IMAGES,
     PREPARED,
+    RAW,
     in_project,
     project_root,
 )
@@ -28,6 +29,8 @@ def stage_option(stage: str, option: str) -> str:
 
 
 def test_default_paths_are_the_stages_paths():
+    assert stage_option("download", "--out-dir") == str(RAW)
+    assert stage_option("preprocess", "--raw-dir") == str(RAW)
     assert stage_option("preprocess", "--out-dir") == str(PREPARED)
     assert stage_option("own", "--own-dir") == str(OWN)
     assert stage_option("train", "--model") == str(MODEL)

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import DigitsError
-from digits.files import rerun_hint
+from digits.files import read_input_bytes, rerun_hint
+from digits.idx import check_same_count, parse_idx_images, parse_idx_labels
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
-from digits.params import validation_count
+from digits.params import DownloadParams, Params, validation_count
 
 SPLITS = ("train", "validation", "test")
 
@@ -35,6 +36,41 @@ def split_train_validation(
     n_validation = validation_count(n_examples, validation_fraction, source)
     order = np.random.default_rng(seed).permutation(n_examples)
     return np.sort(order[n_validation:]), np.sort(order[:n_validation])
+
+
+def read_mnist(
+    raw_dir: Path, download: DownloadParams, kind: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (images uint8 (n, 28, 28), labels uint8 (n,)) for kind "train" or "test", as the
+    download stage stored them under ``raw_dir``."""
+    images_path = raw_dir / download.files[f"{kind}_images"].stored_name
+    labels_path = raw_dir / download.files[f"{kind}_labels"].stored_name
+    images = parse_idx_images(
+        read_input_bytes(images_path, "download"), str(images_path), image_shape=IMAGE_SHAPE
+    )
+    labels = parse_idx_labels(read_input_bytes(labels_path, "download"), str(labels_path))
+    check_same_count(images, labels, str(images_path), str(labels_path))
+    return images, labels
+
+
+def mnist_splits(
+    raw_dir: Path, params: Params, source: str = "params.yaml"
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The train, validation and test splits of the MNIST files under ``raw_dir``, by
+    ``params.preprocess`` (``source``: the params file, named in errors), each as
+    (images uint8 (n, 28, 28), labels uint8 (n,)) as MNIST has them, pixels unchanged."""
+    train_images, train_labels = read_mnist(raw_dir, params.download, "train")
+    train_index, validation_index = split_train_validation(
+        len(train_images),
+        params.preprocess.validation_fraction,
+        params.preprocess.seed,
+        source,
+    )
+    return {
+        "train": (train_images[train_index], train_labels[train_index]),
+        "validation": (train_images[validation_index], train_labels[validation_index]),
+        "test": read_mnist(raw_dir, params.download, "test"),
+    }
 
 
 def save_split(directory: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:

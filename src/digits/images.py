@@ -4,9 +4,10 @@ MNIST digits are light on dark, fitted into a 20x20 box keeping their aspect rat
 and placed in a 28x28 frame so that their centre of mass is at the centre. The paper is taken out
 against its local brightness first (photos have shadows and light falling off across the page),
 and a digit written with a much finer or much broader pen than MNIST's is redrawn with MNIST's
-stroke width. ``load_grayscale`` is the one image loader (Pillow, I/O; ``decode_grayscale`` for a
-stream, e.g. a request's body); everything after it is a function of arrays, and any array gives
-either a frame or an ``ImageError``.
+stroke width. Last, the frame is deskewed, as the preprocess stage deskews MNIST's own digits
+(``digits.deskew``), and sharpened. ``load_grayscale`` is the one image loader (Pillow, I/O;
+``decode_grayscale`` for a stream, e.g. a request's body); everything after it is a function of
+arrays, and any array gives either a frame or an ``ImageError``.
 """
 
 import io
@@ -20,6 +21,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 
+from digits.deskew import deskew
 from digits.errors import DigitsError
 from digits.mnist import IMAGE_SHAPE
 
@@ -264,8 +266,9 @@ def _grow_square(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def mnist_frame(gray: np.ndarray, source: str = "<array>") -> np.ndarray:
     """Turn uint8 (h, w) grayscale of one digit, any polarity and size, into uint8 (28, 28)
-    as MNIST has it: light digit on black, longer side 20 px, centre of mass at the centre,
-    its edges sharpened (``sharpen``).
+    as MNIST has it: light digit on black, longer side 20 px, centre of mass at the centre;
+    then deskewed as the training images are (``deskew``) and its edges sharpened
+    (``sharpen``).
 
     Raises ``ImageError`` naming ``source`` if there is no digit (a blank, flat or empty image).
     """
@@ -273,7 +276,8 @@ def mnist_frame(gray: np.ndarray, source: str = "<array>") -> np.ndarray:
         raise ImageError(f"{source}: no digit found (an image of shape {gray.shape})")
     smooth = smooth_enlarged_pixels(gray.astype(np.float32))
     digit = normalise_contrast(ink_signal(smooth), source)
-    return sharpen(centre_by_mass(fit_to_box(normalise_stroke_width(digit))))
+    frame = centre_by_mass(fit_to_box(normalise_stroke_width(digit)))
+    return sharpen(deskew(frame[np.newaxis])[0])
 
 
 def sharpen(frame: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from pathlib import Path
 from digits.errors import DigitsError
 
 PARAMS = Path("params.yaml")
+RAW = Path("data/raw")  # download --out-dir: the MNIST files as downloaded
 PREPARED = Path("data/prepared")  # preprocess --out-dir
 OWN = Path("data/own")  # own --own-dir: a person's own pictures, data/own/<label>/
 MODEL = Path("data/model.keras")  # train --model
