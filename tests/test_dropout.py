@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from digits.dropout import PhiloxDropout, drop
+from digits.dropout import PhiloxDropout, drop, dropout_seed
 
 
 @pytest.mark.parametrize("rate", [0.2, 0.5])
@@ -79,3 +79,11 @@ def test_each_replica_drops_other_units_of_its_share_of_the_batch():
     masks = json.loads(result.stdout)
     assert masks["shapes"] == [[64, 256], [64, 256]]
     assert 0.4 < masks["agreement"] < 0.6  # independent masks at rate 0.5 agree on half the units
+
+
+def test_no_two_seeds_and_layers_share_their_masks():
+    seeds = [dropout_seed(seed, layer) for seed in range(300) for layer in range(6)]
+
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= seed < 2**31 for seed in seeds)
+    assert dropout_seed(42, 1) == dropout_seed(42, 1)

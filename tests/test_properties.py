@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from digits.data import ArraysError, load_split, split_train_validation
+from digits.dropout import dropout_seed
 from digits.fetch import candidate_sources
 from digits.idx import IdxError, encode_idx, parse_idx
 from digits.mnist import MNIST_TRAIN_IMAGES
@@ -141,7 +142,9 @@ def check_works_downstream(params: Params) -> None:
     steps = math.ceil(len(train_index) / train.batch_size)  # batches.steps_per_epoch
     assert (train.epochs - train.warmup_epochs) * steps > 0  # the cosine decay's steps
     np.random.seed(train.seed)  # what keras.utils.set_random_seed does with it
-    assert train.seed + len(train.hidden_units) < 2**63  # the dropout layers' seeds
+    assert all(
+        0 <= dropout_seed(train.seed, layer) < 2**31 for layer in range(len(train.hidden_units))
+    )
     assert len(train.dropout) == len(train.hidden_units)
     assert all(0 <= rate < 1 for rate in train.dropout)
     assert training_memory_bytes(train.hidden_units, train.batch_size) <= MEMORY

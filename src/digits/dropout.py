@@ -7,10 +7,19 @@ still than drawing bits: ``drop`` compares 16 random bits per unit with a thresh
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 RNG_ALGORITHM = "philox"
 RATE_STEPS = 2**16  # a unit is dropped when its 16 random bits fall below rate x RATE_STEPS
+
+
+def dropout_seed(seed: int, layer: int) -> int:
+    """The seed of hidden layer ``layer``'s dropout masks in a network trained with ``seed``,
+    drawn from both (NumPy's ``SeedSequence``): no two pairs share their masks, as they did when
+    it was ``seed + layer`` (seed S's second layer drew seed S + 1's first layer's masks).
+    Below 2**31, as every seed Keras takes."""
+    return int(np.random.SeedSequence([seed, layer]).generate_state(1)[0] >> 1)
 
 
 @keras.saving.register_keras_serializable(package="digits")

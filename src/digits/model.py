@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from digits.batches import one_hot_labels, training_batches, validation_batches
-from digits.dropout import PhiloxDropout
+from digits.dropout import PhiloxDropout, dropout_seed
 from digits.errors import DigitsError
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
 from digits.network import Network
@@ -46,12 +46,12 @@ def build_model(params: TrainParams, steps_per_epoch: int) -> keras.Sequential:
             )
         )
         if rate > 0:
-            # Known flaw: seed S's layer i + 1 draws the masks of seed S + 1's layer i (README
-            # "Results"). A seed that cannot collide changes every model's bytes: for the next
-            # change that retrains the committed models anyway.
             layers.append(
                 PhiloxDropout(
-                    rate, seed=params.seed + index, dtype=hidden, name=f"dropout_{index}"
+                    rate,
+                    seed=dropout_seed(params.seed, index),
+                    dtype=hidden,
+                    name=f"dropout_{index}",
                 )
             )
     layers.append(
