@@ -1,4 +1,5 @@
-"""Turn parsed MNIST into model inputs, and store the arrays that pass between stages.
+"""Read MNIST's files into splits, turn them into model inputs, and store the arrays that
+pass between stages.
 
 Arrays are stored as ``.npy`` (deterministic bytes, loaded without pickle) in one directory per
 split: ``x_<split>.npy`` float32 (n, 28, 28) in [0, 1] and ``y_<split>.npy`` uint8 (n,).

@@ -1,6 +1,6 @@
 """Take the slant out of digits, as LeCun et al. deskewed MNIST: every picture the model sees
 (the training, validation and test images, and each picture ``digits predict`` frames) is
-sheared sideways so that its ink's principal axis is upright.
+sheared sideways, row by row, until its strokes lean neither way.
 
 A slanted digit differs from an upright one in every pixel, and a dense network has to learn
 each slant anew; deskewed, the same digit written at different slants lands on nearly the same
@@ -19,8 +19,8 @@ def deskew(images: np.ndarray) -> np.ndarray:
     """uint8 (n, h, w) light-on-dark digits, each with its rows shifted sideways in proportion
     to their distance from its centre of mass (a shear), by the ink's covariance of row and
     column over its variance along the rows: the least-squares slant of its strokes. Pixels are
-    read between columns linearly; the centre of mass stays where it was. A blank image is
-    returned unchanged. Returns uint8 (n, h, w)."""
+    read between columns linearly; the centre of mass stays where it was (to within rounding).
+    A blank image is returned unchanged. Returns uint8 (n, h, w)."""
     if images.dtype != np.uint8 or images.ndim != 3:
         raise ValueError(f"expected uint8 (n, h, w) images, got {images.dtype} {images.shape}")
     return np.concatenate([_deskewed(chunk) for chunk in np.array_split(images, _chunks(images))])
