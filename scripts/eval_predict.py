@@ -245,8 +245,8 @@ def uci_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarr
 def mnist_pictures(args: argparse.Namespace) -> Iterator[tuple[str, list, np.ndarray]]:
     """(style, renderers, labels) per MNIST style: each renderer writes one picture to a path."""
     # As MNIST has them, not as the preprocess stage deskews them: predict must do that itself.
-    params_path = in_project(PARAMS)
-    splits = mnist_splits(args.raw_dir or in_project(RAW, "--raw-dir"), load_params(params_path))
+    raw_dir = args.raw_dir or in_project(RAW, "--raw-dir")
+    splits = mnist_splits(raw_dir, load_params(in_project(PARAMS)))
     digits, labels = splits[args.split]
     if args.count > len(digits):
         raise DigitsError(f"--count {args.count}: the {args.split} split has {len(digits)} digits")

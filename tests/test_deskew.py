@@ -3,20 +3,9 @@ blank one unchanged; the shear bounded."""
 
 import numpy as np
 import pytest
+from conftest import slant
 
 from digits.deskew import MAX_SHEAR, deskew
-
-
-def slant(images: np.ndarray) -> np.ndarray:
-    """Columns per row of each image's ink's least-squares slant (what deskew shears away)."""
-    ink = images.astype(np.float64)
-    rows, columns = np.indices(images.shape[1:])
-    mass = ink.sum(axis=(1, 2))
-    centre_row = (ink * rows).sum(axis=(1, 2)) / mass
-    centre_column = (ink * columns).sum(axis=(1, 2)) / mass
-    below = rows - centre_row[:, None, None]
-    covariance = (ink * below * (columns - centre_column[:, None, None])).sum(axis=(1, 2))
-    return covariance / (ink * below**2).sum(axis=(1, 2))
 
 
 def centre_of_mass(image: np.ndarray) -> tuple[float, float]:

@@ -23,11 +23,8 @@ def deskew(images: np.ndarray) -> np.ndarray:
     A blank image is returned unchanged. Returns uint8 (n, h, w)."""
     if images.dtype != np.uint8 or images.ndim != 3:
         raise ValueError(f"expected uint8 (n, h, w) images, got {images.dtype} {images.shape}")
-    return np.concatenate([_deskewed(chunk) for chunk in np.array_split(images, _chunks(images))])
-
-
-def _chunks(images: np.ndarray) -> int:
-    return max(1, len(images) // 2000)  # float64 copies of at most 4,000 images: 25 MB each
+    chunks = max(1, len(images) // 2000)  # float64 copies of at most 4,000 images: 25 MB each
+    return np.concatenate([_deskewed(chunk) for chunk in np.array_split(images, chunks)])
 
 
 def _deskewed(images: np.ndarray) -> np.ndarray:
