@@ -15,6 +15,7 @@ import time
 from digits.data import load_split, mix_in, own_count
 from digits.distribute import join_cluster
 from digits.files import atomic_paths, check_output_files, live_path
+from digits.machine import this_processor
 from digits.params import load_params, memory_limit
 from digits.stage import run_stage, stage_arguments
 from digits.tracking import epoch_logger, live_logger
@@ -57,6 +58,7 @@ def main() -> None:
         own,
         len(validation[0]),
     )
+    log.info('on %s: its kind decides the bytes (README "Which machine")', this_processor())
 
     with (
         cluster.output(args.model) as model_path,

@@ -42,7 +42,7 @@ def test_a_spread_at_the_limit_is_not_busy():
 @pytest.mark.integration
 def test_bench_runs_the_project_code_and_ends_with_its_json(tmp_path):
     """Both configurations on tiny data; the default in bfloat16, so its limit is measured with
-    bfloat16 products while the seed's stays float32."""
+    bfloat16 products while the seed's stays float32. It names the processor it measured."""
     for split, seed in (("train", 1), ("validation", 2)):
         images, labels = tiny_digits(200, seed)
         save_split(tmp_path / "prepared", split, scale_pixels(images), labels)
@@ -59,7 +59,8 @@ def test_bench_runs_the_project_code_and_ends_with_its_json(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.splitlines()[-1])
-    assert set(result) == {"seed", "default", "busy"}
+    assert set(result) == {"seed", "default", "busy", "processor"}
+    assert f"machine: {result['processor']}\n" in done.stdout
     for name, dtype in (("seed", "float32"), ("default", "bfloat16")):
         measured = result[name]
         assert measured["project_s_per_epoch"] > 0 and measured["baseline_s_per_epoch"] > 0

@@ -24,8 +24,9 @@ multiplies in (float32, or bfloat16 for ``train.precision: mixed_bfloat16``), me
 every round. When those measurements disagree by more than ``SGEMM_SPREAD``, or either side's
 rounds' s/epoch by more than ``TIMING_SPREAD`` (a machine slow all along keeps its sgemm rounds
 alike but not its training runs), the machine was too busy to trust the figures, and the output
-says which disagreed. The last line is one JSON object:
-``{"seed": {"ratio_to_limit": ..., "busy_signs": [], ...}, "default": {...}, "busy": false}``.
+says which disagreed. The figures are this processor's (the output names it), and the last
+line is one JSON object: ``{"seed": {"ratio_to_limit": ..., "busy_signs": [], ...}, "default":
+{...}, "busy": false, "processor": "..."}``.
 """
 
 import argparse
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 
 from digits.data import load_split
+from digits.machine import this_processor
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
 from digits.params import NO_AUGMENT, TrainParams, layer_widths, load_params, memory_limit
 from digits.paths import PARAMS, PREPARED, in_project
@@ -114,6 +116,8 @@ def run(args: argparse.Namespace) -> None:
     data_dir = args.data_dir or in_project(PREPARED, "--data-dir")
     train, validation = load_split(data_dir, "train"), load_split(data_dir, "validation")
     print(f"data: {len(train[0])} training, {len(validation[0])} validation images")
+    processor = this_processor()
+    print(f"machine: {processor}")
 
     results: dict = {}
     for name, params in configs.items():
@@ -125,7 +129,7 @@ def run(args: argparse.Namespace) -> None:
     if reasons:
         print(f"the machine was busy ({'; '.join(reasons)}): rerun")
     busy = bool(reasons)
-    print(json.dumps({**results, "busy": busy}, sort_keys=True))
+    print(json.dumps({**results, "busy": busy, "processor": processor}, sort_keys=True))
 
 
 def positive_int(text: str) -> int:
