@@ -27,7 +27,7 @@ def test_a_processor_is_named_with_its_family_model_and_kernel_instruction_sets(
 
 
 def test_a_processor_without_family_or_flags_is_its_name_alone():
-    assert describe_processor("model name\t: Some CPU\n") == "Some CPU"
+    assert describe_processor("\nmodel name\t: Some CPU\n") == "Some CPU"
 
 
 def test_text_that_names_no_processor_describes_none():

@@ -24,8 +24,10 @@ def describe_processor(cpuinfo: str) -> str:
     fields: dict[str, str] = {}
     for line in cpuinfo.splitlines():
         key, colon, value = line.partition(":")
-        if not colon and fields:
-            break  # a blank line ends the first processor's block
+        if not colon:
+            if fields:
+                break  # a blank line ends the first processor's block
+            continue
         fields.setdefault(key.strip(), value.strip())
     name = fields.get("model name", "")
     if not name:
