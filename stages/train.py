@@ -44,11 +44,10 @@ def main() -> None:
 
     import keras
 
-    from digits.batches import steps_per_epoch
     from digits.model import build_model, train_model
 
     with cluster.scope():
-        model = build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
+        model = build_model(params, len(train[0]))
     own = f" ({n_own} of them from {len(own_train[0])} own pictures)" if n_own else ""
     log.info(
         "model %s: %d parameters; %d training images%s, %d validation images",

@@ -131,7 +131,7 @@ def trained(params: TrainParams, callbacks: tuple = (), data=None) -> tuple:
     from digits.model import build_model, train_model
 
     train, validation = data or (random_data(64, 1), random_data(32, 2))
-    model = build_model(params, steps_per_epoch=len(train[0]) // params.batch_size)
+    model = build_model(params, n_train=len(train[0]))
     history = train_model(model, train, validation, params, callbacks=list(callbacks), verbose=0)
     return model, history.history
 

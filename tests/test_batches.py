@@ -13,7 +13,13 @@ import tensorflow as tf
 from conftest import ALL_OPTIONS, TINY, random_data
 
 from digits.augment import distort_images
-from digits.batches import chunk_sizes, steps_per_epoch, training_batches, validation_batches
+from digits.batches import (
+    chunk_sizes,
+    elements_per_epoch,
+    steps_per_epoch,
+    training_batches,
+    validation_batches,
+)
 
 
 def indexed_images(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -23,18 +29,20 @@ def indexed_images(n: int) -> tuple[np.ndarray, np.ndarray]:
     return x, (np.arange(n) % 10).astype(np.uint8)
 
 
-def epoch_orders(dataset, epochs: int) -> list[list[int]]:
-    """The image order of each epoch: one iteration of the dataset each, as Keras does."""
-    return [[int(i) for x, _ in dataset for i in x.numpy()[:, 0, 0]] for _ in range(epochs)]
+def epoch_orders(dataset, steps: int) -> list[list[int]]:
+    """The image order of each epoch: the dataset's batches, ``steps`` an epoch."""
+    batches = [[int(i) for i in x.numpy()[:, 0, 0]] for x, _ in dataset]
+    return [sum(batches[first : first + steps], []) for first in range(0, len(batches), steps)]
 
 
 def test_each_epoch_is_a_permutation_and_differs_from_the_last():
+    """One pass of the dataset is every epoch of the run, as ``fit`` takes them."""
     params = dataclasses.replace(TINY, batch_size=16, epochs=3)
     steps = steps_per_epoch(100, 16)
-    assert steps == 7  # the last batch of an epoch holds 4
-    batches = training_batches(*indexed_images(100), params)
-    assert len(list(batches)) == steps
-    orders = epoch_orders(batches, 3)
+    assert steps == elements_per_epoch(100, params) == 7  # the last batch of an epoch holds 4
+    batches = list(training_batches(*indexed_images(100), params))
+    assert [len(images) for images, _ in batches] == ([16] * 6 + [4]) * 3
+    orders = epoch_orders(batches, steps)
     assert all(sorted(order) == list(range(100)) for order in orders)
     assert orders[0] != orders[1] != orders[2]
 
@@ -48,11 +56,12 @@ def test_labels_travel_with_their_images():
 def test_the_same_seed_gives_the_same_batches_whatever_else_seeded_tensorflow():
     data = indexed_images(64)
     tf.random.set_seed(0)
-    first = epoch_orders(training_batches(*data, TINY), 2)
+    first = epoch_orders(training_batches(*data, TINY), 4)
+    assert len(first) == TINY.epochs == 2
     tf.random.set_seed(1)
-    assert epoch_orders(training_batches(*data, TINY), 2) == first
+    assert epoch_orders(training_batches(*data, TINY), 4) == first
     other = dataclasses.replace(TINY, seed=TINY.seed + 1)
-    assert epoch_orders(training_batches(*data, other), 2) != first
+    assert epoch_orders(training_batches(*data, other), 4) != first
 
 
 def test_smoothed_labels_are_one_hot():
@@ -91,14 +100,16 @@ def test_chunks_spread_the_full_batches_evenly_and_keep_a_smaller_last_batch_apa
 
 @pytest.mark.parametrize("params", [TINY, ALL_OPTIONS], ids=["plain", "augmented"])
 def test_chunks_hold_the_same_batches_in_the_same_order_padded_with_zeros(params):
-    """In chunks (gathered at once, or batch by batch when augmented) an epoch is the same
+    """In chunks (gathered at once, or batch by batch when augmented) every epoch is the same
     batches as step by step, each chunk padded to the first's length."""
     params = dataclasses.replace(params, batch_size=16, steps_per_execution=4)
     data = indexed_images(100)  # 6 full batches in chunks of 3, then one of 4
     steps = list(training_batches(*data, params))
     chunks = list(training_batches(*data, params, in_chunks=True))
-    assert [int(chunk["steps"]) for chunk in chunks] == chunk_sizes(100, params) == [3, 3, 1]
-    assert [chunk["images"].shape[0] for chunk in chunks] == [3, 3, 1]
+    assert chunk_sizes(100, params) == [3, 3, 1] and params.epochs == 2
+    assert elements_per_epoch(100, params, in_chunks=True) == 3
+    assert [int(chunk["steps"]) for chunk in chunks] == [3, 3, 1] * 2
+    assert [chunk["images"].shape[0] for chunk in chunks] == [3, 3, 1] * 2
     unpacked = [
         (chunk["images"][step], chunk["labels"][step])
         for chunk in chunks
@@ -130,10 +141,14 @@ def test_each_batch_is_its_images_distorted_with_the_batchs_own_seed(augment):
     batch's step; so no distortion can silently go missing from training."""
     x, y = random_data(64, 3)
     params = dataclasses.replace(TINY, augment=augment)
+    steps = steps_per_epoch(64, TINY.batch_size)
     fold_in = tf.random.experimental.stateless_fold_in  # counts as int64: int32 folds otherwise
-    epoch_seed = fold_in(tf.constant([TINY.seed, 0], tf.int64), tf.constant(0, tf.int64))
-    order = tf.random.experimental.stateless_shuffle(tf.range(64), epoch_seed)
-    for step, (images, _) in enumerate(training_batches(x, y, params)):
+    batches = list(training_batches(x, y, params))
+    assert len(batches) == TINY.epochs * steps == 8
+    for index, (images, _) in enumerate(batches):
+        epoch, step = divmod(index, steps)
+        epoch_seed = fold_in(tf.constant([TINY.seed, 0], tf.int64), tf.constant(epoch, tf.int64))
+        order = tf.random.experimental.stateless_shuffle(tf.range(64), epoch_seed)
         indices = order[step * TINY.batch_size : (step + 1) * TINY.batch_size]
         originals = tf.gather(x, indices)
         seed = fold_in(epoch_seed, tf.constant(step, tf.int64))

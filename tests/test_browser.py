@@ -86,7 +86,7 @@ def quick_model(mirror: str, path: Path) -> Path:
     params = dataclasses.replace(
         TINY, hidden_units=(128,), dropout=(0.0,), batch_size=128, epochs=2, learning_rate=0.002
     )
-    model = build_model(params, steps_per_epoch=len(x) // params.batch_size)
+    model = build_model(params, n_train=len(x))
     train_model(model, (x, y), (x[:1000], y[:1000]), params, callbacks=[], verbose=0)
     save_model(model, path)
     return path

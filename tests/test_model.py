@@ -15,7 +15,7 @@ from digits.model import TrainingError, build_model, in_chunks
 
 
 def test_build_model_layers_follow_params():
-    model = build_model(TINY, steps_per_epoch=4)
+    model = build_model(TINY, n_train=64)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["Flatten", "Dense", "PhiloxDropout", "Dense", "Dense"]  # none at rate 0
     assert [layer.units for layer in model.layers if hasattr(layer, "units")] == [8, 4, 10]
@@ -26,7 +26,7 @@ def test_build_model_layers_follow_params():
 
 
 def test_max_norm_caps_hidden_layers_only():
-    model = build_model(dataclasses.replace(TINY, max_norm=2.0), steps_per_epoch=4)
+    model = build_model(dataclasses.replace(TINY, max_norm=2.0), n_train=64)
     assert model.get_layer("hidden_1").kernel_constraint.max_value == 2.0
     assert model.get_layer("probabilities").kernel_constraint is None
 
@@ -42,7 +42,7 @@ def test_a_tiny_model_learns_digits_it_can_see():
 
 
 def test_mixed_bfloat16_multiplies_in_bfloat16_and_keeps_float32_weights_and_outputs():
-    model = build_model(dataclasses.replace(TINY, precision="mixed_bfloat16"), steps_per_epoch=4)
+    model = build_model(dataclasses.replace(TINY, precision="mixed_bfloat16"), n_train=64)
     hidden = model.get_layer("hidden_1")
     assert (hidden.compute_dtype, hidden.variable_dtype) == ("bfloat16", "float32")
     assert model.get_layer("probabilities").compute_dtype == "float32"
@@ -109,11 +109,11 @@ def test_one_step_is_keras_own_train_step_on_the_batch_source():
         params, callbacks=(StopAfterFirstBatch(),), data=(train, random_data(16, 2))
     )
     x, y = next(iter(training_batches(*train, params)))
-    stepped = build_model(params, steps_per_epoch=4)
+    stepped = build_model(params, n_train=64)
     stepped.train_on_batch(x, y)
     for a, b in zip(fitted.get_weights(), stepped.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    moved = build_model(params, steps_per_epoch=4)
+    moved = build_model(params, n_train=64)
     moved.train_on_batch(train[0][:16], train[1][:16])  # not the batch the source drew first
     assert not np.allclose(moved.get_weights()[0], stepped.get_weights()[0])
 
@@ -138,7 +138,7 @@ def test_the_training_step_is_traced_once(params, monkeypatch):
     from digits.model import train_model
 
     train, validation = random_data(64, 1), random_data(32, 2)
-    model = build_model(params, steps_per_epoch=len(train[0]) // params.batch_size)
+    model = build_model(params, n_train=len(train[0]))
     traces = []
     step = model.train_step
 
@@ -149,6 +149,48 @@ def test_the_training_step_is_traced_once(params, monkeypatch):
     monkeypatch.setattr(model, "train_step", traced_step)
     train_model(model, train, validation, params, callbacks=[], verbose=0)
     assert len(traces) == 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [ALL_OPTIONS, dataclasses.replace(ALL_OPTIONS, compiled_loop=True)],
+    ids=["steps", "compiled-loop"],
+)
+def test_fit_takes_every_epoch_from_one_iterator_in_one_call_an_epoch(params, monkeypatch):
+    """Making an iterator of the batch source instantiates and optimizes its functions anew
+    (0.13 s for the default's distortions): ``fit`` makes one for the whole run, not one an
+    epoch, and takes each epoch in one call into TensorFlow."""
+    import tensorflow as tf
+
+    from digits import model as model_module
+
+    sources, iterated = [], []
+
+    def source(*args, **kwargs):
+        sources.append(training_batches(*args, **kwargs))
+        return sources[-1]
+
+    def iterate(dataset):
+        iterated.append(dataset)
+        return dataset_iterator(dataset)
+
+    dataset_iterator = tf.data.Dataset.__iter__
+    monkeypatch.setattr(model_module, "training_batches", source)
+    monkeypatch.setattr(tf.data.Dataset, "__iter__", iterate)
+    calls = CallCounter()
+    model, history = trained(dataclasses.replace(params, epochs=3), callbacks=(calls,))
+    assert len(history["loss"]) == 3 and model.optimizer.iterations.numpy() == 3 * 4
+    assert [dataset is sources[0] for dataset in iterated].count(True) == 1
+    assert calls.calls == 3
+
+
+class CallCounter(keras.callbacks.Callback):
+    """Counts calls into TensorFlow: Keras calls ``on_train_batch_end`` after each."""
+
+    calls = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.calls += 1
 
 
 def test_steps_in_chunks_train_the_same_weights_bit_for_bit_as_step_by_step():

@@ -253,10 +253,9 @@ def plain_keras_model(params: TrainParams, train):
 
 
 def project_model(params: TrainParams, train):
-    from digits.batches import steps_per_epoch
     from digits.model import build_model
 
-    return build_model(params, steps_per_epoch(len(train[0]), params.batch_size))
+    return build_model(params, len(train[0]))
 
 
 def fit_plain_keras(model, params: TrainParams, train, validation) -> float:

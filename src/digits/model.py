@@ -8,7 +8,13 @@ import math
 import keras
 import numpy as np
 
-from digits.batches import one_hot_labels, training_batches, validation_batches
+from digits.batches import (
+    elements_per_epoch,
+    one_hot_labels,
+    steps_per_epoch,
+    training_batches,
+    validation_batches,
+)
 from digits.dropout import PhiloxDropout, dropout_seed
 from digits.errors import DigitsError
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
@@ -25,10 +31,11 @@ class TrainingError(DigitsError):
     """Training diverged: the loss is no longer a finite number."""
 
 
-def build_model(params: TrainParams, steps_per_epoch: int) -> keras.Sequential:
+def build_model(params: TrainParams, n_train: int) -> keras.Sequential:
     """Return a compiled Sequential: Flatten -> [Dense(relu) -> Dropout] * n -> Dense(softmax),
-    its initial weights drawn from ``params.seed``. The hidden layers compute in
-    ``params.precision`` (mixed_bfloat16: bfloat16 products of float32 weights)."""
+    its initial weights drawn from ``params.seed``, to train on ``n_train`` images. The hidden
+    layers compute in ``params.precision`` (mixed_bfloat16: bfloat16 products of float32
+    weights)."""
     keras.utils.set_random_seed(params.seed)
     constraint = keras.constraints.MaxNorm(params.max_norm) if params.max_norm > 0 else None
     hidden = keras.DTypePolicy(params.precision)
@@ -61,14 +68,26 @@ def build_model(params: TrainParams, steps_per_epoch: int) -> keras.Sequential:
     )
     model = Network(layers, name="digits")
     model.compile(
-        optimizer=adam(params, steps_per_epoch),
+        optimizer=adam(params, steps_per_epoch(n_train, params.batch_size)),
         loss=_loss(params),
         metrics=["accuracy"],
-        # One call per chunk of steps when they are compiled together (``in_chunks``)
-        steps_per_execution=1 if in_chunks(params) else params.steps_per_execution,
+        steps_per_execution=steps_per_call(params, n_train),
         jit_compile=params.jit_compile,
     )
     return model
+
+
+def steps_per_call(params: TrainParams, n_train: int) -> int:
+    """Keras' ``steps_per_execution``: an epoch's elements (batches, or chunks of them) in one
+    call into TensorFlow, or one when ``params.steps_per_execution`` is 1 (as on workers).
+
+    A call cannot stop at the end of an epoch: ``fit`` keeps one iterator of
+    ``training_batches`` for the whole run, and a call takes its count of elements from it
+    whichever epoch they belong to. An epoch a call measured as fast as 64 steps a call
+    (README "Speed")."""
+    if params.steps_per_execution == 1:
+        return 1
+    return elements_per_epoch(n_train, params, in_chunks(params))
 
 
 def in_chunks(params: TrainParams) -> bool:
@@ -101,12 +120,14 @@ def train_model(
     Keras turns XLA off whenever it is on, for the sake of GPUs, where some XLA ops are not.
     """
     validation_data = validation_batches(*validation, params)
+    chunks = in_chunks(params)
     build_training_state(model, validation_data.element_spec)
     make_validation_step_without_xla(model)
     with stop_on_signals() as stopper:
         history = model.fit(
-            training_batches(*train, params, in_chunks=in_chunks(params)),
+            training_batches(*train, params, in_chunks=chunks),
             epochs=params.epochs,
+            steps_per_epoch=elements_per_epoch(len(train[0]), params, chunks),
             validation_data=validation_data,
             shuffle=False,  # training_batches shuffles, seeded
             callbacks=[*callbacks, keras.callbacks.TerminateOnNaN(), stopper],
