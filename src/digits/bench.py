@@ -44,9 +44,9 @@ from digits.params import NO_AUGMENT, TrainParams, layer_widths, load_params, me
 from digits.paths import PARAMS, PREPARED, in_project
 from digits.serve_bench import server_url
 
-# The seed project's model, with the speed settings that measure fastest for it: 64 steps per
-# call, compiled by XLA as one loop (``train.compiled_loop``: 0.58-0.80 s/epoch against
-# 1.25-1.39 without XLA, Keras' fastest setting for it before).
+# The seed project's model, with the speed settings that measure fastest for it: its steps 64 at
+# a time in one loop that XLA compiles (``train.compiled_loop``: 0.58-0.80 s/epoch against
+# 1.25-1.39 without XLA, Keras' fastest setting for it before, on an AMD EPYC Zen 3).
 SEED_MODEL = {
     "hidden_units": (128,),
     "dropout": (0.0,),

@@ -11,10 +11,10 @@ class Network(keras.Sequential):
     """``keras.Sequential`` that also trains on a chunk of batches in one call: given
     ``training_batches(..., in_chunks=True)``'s dicts, ``train_step`` takes Keras' own step on
     each batch of the chunk in turn, in a loop inside one function, which XLA compiles whole.
-    Keras' ``steps_per_execution`` loops outside the compiled step instead, launching it once a
-    batch. ``train.compiled_loop`` chooses: the loop is faster for small networks (the seed
-    project's Dense 128, batch 32: 0.58-0.80 against 1.25-1.39 s/epoch), slower for the
-    default's (README "Speed"); the weights are the same bit for bit."""
+    Keras' own loop runs outside the compiled step instead, launching it once a batch.
+    ``train.compiled_loop`` chooses: the loop is faster for small networks (the seed project's
+    Dense 128, batch 32: 0.58-0.80 against 1.25-1.39 s/epoch), slower for the default's
+    (README "Speed"); the weights are the same bit for bit."""
 
     def train_step(self, data):
         if not isinstance(data, dict):

@@ -1,5 +1,5 @@
-"""Ctrl-C and SIGTERM during ``model.fit``: a clean stop at a batch boundary, then
-``KeyboardInterrupt``."""
+"""Ctrl-C and SIGTERM during ``model.fit``: a clean stop when the current call into TensorFlow
+returns (an epoch's batches: ``model.steps_per_call``), then ``KeyboardInterrupt``."""
 
 import contextlib
 import signal
@@ -31,7 +31,7 @@ def stop_on_signals():
 
     A ``KeyboardInterrupt`` raised at whatever line Keras happens to run can leave TensorFlow's
     own state half torn down (seen: "free(): invalid next size" and SIGABRT on exit); stopping
-    at a batch boundary and raising only after ``fit`` has returned cannot."""
+    between calls and raising only after ``fit`` has returned cannot."""
     stopper = StopOnSignal()
     if threading.current_thread() is not threading.main_thread():  # signals reach main only
         yield stopper
