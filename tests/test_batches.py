@@ -16,6 +16,7 @@ from digits.augment import distort_images
 from digits.batches import (
     chunk_sizes,
     elements_per_epoch,
+    epoch_plan,
     steps_per_epoch,
     training_batches,
     validation_batches,
@@ -96,6 +97,23 @@ def test_chunks_spread_the_full_batches_evenly_and_keep_a_smaller_last_batch_apa
     )
     assert chunk_sizes(n_examples, params) == sizes
     assert sum(sizes) == steps_per_epoch(n_examples, batch_size)
+
+
+@pytest.mark.parametrize(
+    ("n_examples", "batch_size", "in_chunks", "rows"),
+    [
+        (100, 16, False, [[step, 1, 1] for step in range(7)]),  # one row a batch
+        (100, 16, True, [[0, 3, 3], [3, 3, 3], [6, 1, 1]]),  # the batch of 4 unpadded
+        (70, 10, True, [[0, 4, 4], [4, 3, 4]]),  # the short chunk padded to 4
+        (10, 16, True, [[0, 1, 1]]),  # no full batch at all
+    ],
+)
+def test_an_epochs_plan_has_a_row_per_element(n_examples, batch_size, in_chunks, rows):
+    """(first step, batches, padded length) for each element of an epoch."""
+    params = dataclasses.replace(TINY, batch_size=batch_size, steps_per_execution=4)
+    plan = epoch_plan(n_examples, params, in_chunks)
+    assert plan.dtype == np.int64 and plan.tolist() == rows
+    assert len(plan) == elements_per_epoch(n_examples, params, in_chunks)
 
 
 @pytest.mark.parametrize("params", [TINY, ALL_OPTIONS], ids=["plain", "augmented"])
