@@ -184,6 +184,15 @@ def test_fit_takes_every_epoch_from_one_iterator_in_one_call_an_epoch(params, mo
     assert calls.calls == 3
 
 
+def test_a_model_built_for_another_training_set_is_refused_before_training():
+    """Its calls would take a whole epoch's steps of another size, running into the next."""
+    from digits.model import train_model
+
+    model = build_model(TINY, n_train=64)
+    with pytest.raises(ValueError, match="build it with n_train=100"):
+        train_model(model, random_data(100, 1), random_data(32, 2), TINY, [], verbose=0)
+
+
 class CallCounter(keras.callbacks.Callback):
     """Counts calls into TensorFlow: Keras calls ``on_train_batch_end`` after each."""
 

@@ -121,13 +121,19 @@ def train_model(
     """
     validation_data = validation_batches(*validation, params)
     chunks = in_chunks(params)
+    per_epoch = elements_per_epoch(len(train[0]), params, chunks)
+    if model.steps_per_execution not in (1, per_epoch):  # a call would run into the next epoch
+        raise ValueError(
+            f"the model takes {model.steps_per_execution} steps a call, and an epoch of these "
+            f"{len(train[0])} images is {per_epoch}: build it with n_train={len(train[0])}"
+        )
     build_training_state(model, validation_data.element_spec)
     make_validation_step_without_xla(model)
     with stop_on_signals() as stopper:
         history = model.fit(
             training_batches(*train, params, in_chunks=chunks),
             epochs=params.epochs,
-            steps_per_epoch=elements_per_epoch(len(train[0]), params, chunks),
+            steps_per_epoch=per_epoch,
             validation_data=validation_data,
             shuffle=False,  # training_batches shuffles, seeded
             callbacks=[*callbacks, keras.callbacks.TerminateOnNaN(), stopper],
