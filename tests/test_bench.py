@@ -47,7 +47,7 @@ def test_bench_runs_the_project_code_and_ends_with_its_json(tmp_path):
         images, labels = tiny_digits(200, seed)
         save_split(tmp_path / "prepared", split, scale_pixels(images), labels)
     settings = tiny_params(tiny_mnist_files())
-    settings["train"].update(precision="mixed_bfloat16", jit_compile=False)
+    settings["train"].update(precision="mixed_bfloat16", jit_compile=False, compiled_loop=False)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(settings))
     done = subprocess.run(

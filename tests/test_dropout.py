@@ -1,19 +1,20 @@
-"""PhiloxDropout keeps Dropout's contract: the expected fraction dropped, the rest scaled."""
+"""HashedDropout keeps Dropout's contract: the expected fraction dropped, the rest scaled."""
 
 import json
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from digits.dropout import PhiloxDropout, drop, dropout_seed
+from digits.dropout import HashedDropout, drop, dropout_seed, mix, random_bits
 
 
 @pytest.mark.parametrize("rate", [0.2, 0.5])
 def test_drops_the_expected_fraction_and_scales_the_rest(rate):
-    layer = PhiloxDropout(rate, seed=3)
+    layer = HashedDropout(rate, seed=3)
     out = np.asarray(layer(np.ones((200, 500), dtype=np.float32), training=True))
     kept = out != 0
     assert abs(1 - kept.mean() - rate) < 0.01  # 100,000 units: the standard error is < 0.002
@@ -22,12 +23,12 @@ def test_drops_the_expected_fraction_and_scales_the_rest(rate):
 
 def test_is_the_identity_at_inference():
     x = np.random.default_rng(0).random((4, 8), dtype=np.float32)
-    np.testing.assert_array_equal(np.asarray(PhiloxDropout(0.5, seed=1)(x)), x)
+    np.testing.assert_array_equal(np.asarray(HashedDropout(0.5, seed=1)(x)), x)
 
 
 def test_masks_are_seeded_and_change_every_call():
     x = np.ones((8, 64), dtype=np.float32)
-    first, second = PhiloxDropout(0.5, seed=1), PhiloxDropout(0.5, seed=1)
+    first, second = HashedDropout(0.5, seed=1), HashedDropout(0.5, seed=1)
     a = np.asarray(first(x, training=True))
     np.testing.assert_array_equal(a, np.asarray(second(x, training=True)))
     assert not np.array_equal(a, np.asarray(first(x, training=True)))
@@ -55,10 +56,10 @@ import json
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from digits.dropout import PhiloxDropout
+from digits.dropout import HashedDropout
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
-    layer = PhiloxDropout(0.5, seed=43)
+    layer = HashedDropout(0.5, seed=43)
     layer.build((64, 256))
 batch = tf.data.Dataset.from_tensors(tf.ones((128, 256))).unbatch().batch(128)
 masks = tf.function(lambda x: strategy.run(lambda x: layer(x, training=True), args=(x,)))(
@@ -87,3 +88,38 @@ def test_no_two_seeds_and_layers_share_their_masks():
     assert len(set(seeds)) == len(seeds)
     assert all(0 <= seed < 2**31 for seed in seeds)
     assert dropout_seed(42, 1) == dropout_seed(42, 1)
+
+
+def test_random_bits_are_balanced_and_independent_of_their_neighbours_and_seeds():
+    """Each bit of the hash is 1 half the time, and neither neighbouring numbers nor the numbers
+    of the next seed (the next training step) are correlated with them."""
+    count = 1 << 20  # standard errors: 0.0005 for a bit position's mean, 0.001 for correlations
+    bits = random_bits(count, np.array([5, 0])).numpy()
+    next_step = random_bits(count, np.array([5, 1])).numpy()
+
+    positions = np.unpackbits(bits.view(np.uint8)).reshape(count, 32).mean(axis=0)
+    assert np.abs(positions - 0.5).max() < 0.0025
+    units = bits.view(np.uint16).astype(np.float64)  # what drop compares, two per number
+    assert abs(np.corrcoef(units[:-1], units[1:])[0, 1]) < 0.005
+    assert abs(np.corrcoef(bits.astype(np.float64), next_step.astype(np.float64))[0, 1]) < 0.005
+
+
+def test_mix_is_the_published_lowbias32():
+    values = [0, 1, 2, 0xDEADBEEF, 0xFFFFFFFF]
+    assert mix(tf.constant(values, tf.uint32)).numpy().tolist() == list(map(lowbias32, values))
+
+
+def lowbias32(x: int) -> int:
+    """Chris Wellons' lowbias32 in plain Python integers, as its C source reads."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def test_models_saved_with_philox_dropout_still_load():
+    config = keras.layers.serialize(HashedDropout(0.2, seed=1))
+    config.update(class_name="PhiloxDropout", registered_name="digits>PhiloxDropout")
+    layer = keras.layers.deserialize(config)
+    assert isinstance(layer, HashedDropout) and layer.rate == 0.2

@@ -1,5 +1,5 @@
 """The classifier: a dense Keras network on 28x28 images, built, compiled and fitted as Keras
-does it. The pieces that make it fast plug into that path: ``PhiloxDropout`` (dropout that XLA
+does it. The pieces that make it fast plug into that path: ``HashedDropout`` (dropout that XLA
 compiles well), ``FusedAdam`` (a one-pass Adam update) and ``training_batches`` (one seeded
 batch source)."""
 
@@ -15,7 +15,7 @@ from digits.batches import (
     training_batches,
     validation_batches,
 )
-from digits.dropout import PhiloxDropout, dropout_seed
+from digits.dropout import HashedDropout, dropout_seed
 from digits.errors import DigitsError
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
 from digits.network import Network
@@ -54,7 +54,7 @@ def build_model(params: TrainParams, n_train: int) -> keras.Sequential:
         )
         if rate > 0:
             layers.append(
-                PhiloxDropout(
+                HashedDropout(
                     rate,
                     seed=dropout_seed(params.seed, index),
                     dtype=hidden,
