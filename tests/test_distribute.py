@@ -168,7 +168,7 @@ def test_two_workers_train_and_only_the_chief_keeps_outputs(tmp_path):
     files = tiny_mnist_files()
     mirror = write_mirror(tmp_path / "mirror", files)
     params = tiny_params(files)
-    params["train"]["dropout"] = 0.2  # the default's HashedDropout, its seeds mirrored too
+    params["train"]["dropout"] = 0.2  # the default's dropout, its seeds mirrored too
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env.update(MNIST_MIRROR=str(mirror), CUDA_VISIBLE_DEVICES="-1")

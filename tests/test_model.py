@@ -17,7 +17,7 @@ from digits.model import TrainingError, build_model, in_chunks
 def test_build_model_layers_follow_params():
     model = build_model(TINY, n_train=64)
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["Flatten", "Dense", "HashedDropout", "Dense", "Dense"]  # none at rate 0
+    assert kinds == ["Flatten", "Dense", "PhiloxDropout", "Dense", "Dense"]  # none at rate 0
     assert [layer.units for layer in model.layers if hasattr(layer, "units")] == [8, 4, 10]
     assert model.get_layer("dropout_1").rate == 0.5
     assert model.get_layer("probabilities").activation.__name__ == "softmax"

@@ -1,7 +1,7 @@
 """The classifier: a dense Keras network on 28x28 images, built, compiled and fitted as Keras
-does it. The pieces that make it fast plug into that path: ``HashedDropout`` (dropout that XLA
-compiles well), ``FusedAdam`` (a one-pass Adam update) and ``training_batches`` (one seeded
-batch source)."""
+does it. The pieces that make it fast plug into that path: ``dropout_layer`` (masks drawn
+cheaply, with XLA or without), ``FusedAdam`` (a one-pass Adam update) and ``training_batches``
+(one seeded batch source)."""
 
 import math
 
@@ -15,7 +15,7 @@ from digits.batches import (
     training_batches,
     validation_batches,
 )
-from digits.dropout import HashedDropout, dropout_seed
+from digits.dropout import dropout_layer, dropout_seed
 from digits.errors import DigitsError
 from digits.mnist import IMAGE_SHAPE, N_CLASSES
 from digits.network import Network
@@ -54,7 +54,7 @@ def build_model(params: TrainParams, n_train: int) -> keras.Sequential:
         )
         if rate > 0:
             layers.append(
-                HashedDropout(
+                dropout_layer(params.jit_compile)(
                     rate,
                     seed=dropout_seed(params.seed, index),
                     dtype=hidden,

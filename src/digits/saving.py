@@ -6,7 +6,7 @@ from pathlib import Path
 
 import keras
 
-import digits.dropout  # noqa: F401  registers HashedDropout for loading
+import digits.dropout  # noqa: F401  registers the dropout layers for loading
 import digits.network  # noqa: F401  registers Network for loading
 import digits.optimizer  # noqa: F401  registers FusedAdam for loading
 from digits.errors import DigitsError
