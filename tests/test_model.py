@@ -25,6 +25,12 @@ def test_build_model_layers_follow_params():
     assert model.count_params() == 6280 + 36 + 50
 
 
+def test_steps_that_xla_compiles_drop_with_hashed_masks():
+    """Op by op (TINY) the dropout layer is PhiloxDropout, above; under XLA the hashed one."""
+    model = build_model(dataclasses.replace(TINY, jit_compile=True), n_train=64)
+    assert type(model.get_layer("dropout_1")).__name__ == "HashedDropout"
+
+
 def test_max_norm_caps_hidden_layers_only():
     model = build_model(dataclasses.replace(TINY, max_norm=2.0), n_train=64)
     assert model.get_layer("hidden_1").kernel_constraint.max_value == 2.0
